@@ -1,0 +1,1 @@
+"""Reusable building blocks of fields: routing, tilings, tiled linear layers, normalisation, MLPs."""

@@ -1,0 +1,56 @@
+"""An MLP whose hidden layers are tiled-bank layers (Levels-of-Experts trunk), any input dimension.
+
+``len(tiling.bank_counts)`` tiled layers of width ``hidden_dim`` (the first takes the encoded
+input), each followed by the activation, then one untiled output layer. Bank selection depends on
+the raw position ``x`` in the unit box, the layers on its encoding. With one bank per layer this
+is a plain MLP with the same MACs (the PE-MLP baseline).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from jaxtyping import Float
+from torch import Tensor, nn
+
+from nerf_loe.components.routing import Routes
+from nerf_loe.components.tiled_linear import TiledLinear
+from nerf_loe.components.tiling import Tiling
+
+Activation = Literal["relu", "leaky_relu"]
+
+
+class TiledMLP(nn.Module):
+    """Tiled trunk + untiled output layer."""
+
+    def __init__(
+        self, in_dim: int, hidden_dim: int, out_dim: int, tiling: Tiling, activation: Activation = "relu"
+    ) -> None:
+        super().__init__()
+        self.tiling = tiling
+        widths = [in_dim] + [hidden_dim] * tiling.num_layers
+        self.layers = nn.ModuleList(
+            TiledLinear(widths[i], widths[i + 1], tiling.num_banks(i)) for i in range(tiling.num_layers)
+        )
+        self.output = nn.Linear(hidden_dim, out_dim)
+        self.activation = nn.ReLU() if activation == "relu" else nn.LeakyReLU(0.2)
+
+    def forward(self, features: Float[Tensor, "n f"], x: Float[Tensor, "n d"]) -> Float[Tensor, "n o"]:
+        """``features``: encoded input; ``x``: unit-box positions that pick the banks."""
+        h = features
+        shared: dict[tuple, tuple] = {}
+        for i, layer in enumerate(self.layers):
+            key = (self.tiling.bank_counts[i], tuple(self.tiling.scales[i].tolist()))
+            if key not in shared:  # layers with the same tiling share one sort (e.g. partitions)
+                selection = self.tiling.select(x, i)
+                routes = [Routes(index, layer.num_banks) for index in selection.index]
+                shared[key] = (selection, routes)
+            selection, routes = shared[key]
+            h = self.activation(layer(h, selection, routes))
+        return self.output(h)
+
+    def macs_per_sample(self) -> int:
+        """Multiply-accumulates per sample (linear blending mixes 2^d banks)."""
+        corners = 2**self.tiling.dim if self.tiling.blending == "linear" else 1
+        tiled = sum(layer.in_features * layer.out_features for layer in self.layers) * corners
+        return tiled + self.output.in_features * self.output.out_features

@@ -1,0 +1,128 @@
+"""Tilings: which weight bank each position uses at each layer (dimension-generic).
+
+Positions are in the unit box ``[0, 1)^d``. Layer ``l`` has per-axis bank counts ``B_l``
+(flattened row-major into ``prod(B_l)`` banks). Three layouts:
+
+- ``hierarchical`` (LoE default, "progressively growing"): ``C_l = B_0 * ... * B_l`` per axis and
+  ``idx_l = floor(x * C_l) mod B_l``; the mixed-radix digits of the finest cell index, so every
+  finest cell sees a unique combination of banks across layers.
+- ``interleaved`` (the single-scale ablation): every layer tiles at the finest scale ``C_L``:
+  ``idx_l = floor(x * C_L) mod B_l``.
+- ``partition`` (Partition / KiloNeRF-style): non-repeating regions, ``idx_l = floor(x * B_l)``;
+  with the same ``B`` at every layer each region owns a full network.
+
+Blending is ``nearest`` (one bank) or ``linear`` (tent weights over the ``2^d`` neighbouring
+banks, centred on cell centres; wraps for repeating tilings and clamps for partitions).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+
+from nerf_loe.errors import ConfigError
+
+TilingLayout = Literal["hierarchical", "interleaved", "partition"]
+Blending = Literal["nearest", "linear"]
+
+#: Positions are clamped to ``[0, 1 - EPS]`` before any floor (the last cell owns x = 1).
+EPS = 1e-6
+
+
+@dataclass
+class BankSelection:
+    """Banks and mixing weights of one layer: ``K`` candidates per sample (K = 1 or 2^d)."""
+
+    index: Int[Tensor, "k n"]
+    weight: Float[Tensor, "k n"] | None
+    """None for nearest blending (a single bank with weight 1)."""
+
+
+def _flatten(axis_index: Int[Tensor, "n d"], counts: tuple[int, ...]) -> Int[Tensor, "n"]:
+    flat = torch.zeros_like(axis_index[:, 0])
+    for axis, n in enumerate(counts):
+        flat = flat * n + axis_index[:, axis]
+    return flat
+
+
+class Tiling:
+    """Bank selection for every layer of a tiled network.
+
+    Args:
+        bank_counts: per layer, the per-axis bank counts, e.g. ``[(2, 2, 2), (4, 4, 4), ...]``.
+        layout: ``hierarchical``, ``interleaved`` or ``partition``.
+        blending: ``nearest`` or ``linear``.
+    """
+
+    def __init__(
+        self,
+        bank_counts: list[tuple[int, ...]],
+        layout: TilingLayout = "hierarchical",
+        blending: Blending = "nearest",
+    ) -> None:
+        if not bank_counts:
+            raise ConfigError("tiling needs bank counts for at least one layer")
+        dims = {len(c) for c in bank_counts}
+        if len(dims) != 1:
+            raise ConfigError(f"bank counts {bank_counts} mix dimensions; give every layer the same axes")
+        if any(n < 1 for c in bank_counts for n in c):
+            raise ConfigError(f"bank counts {bank_counts} must all be >= 1")
+        if layout not in ("hierarchical", "interleaved", "partition"):
+            raise ConfigError(f"tiling layout {layout!r}: choose hierarchical, interleaved or partition")
+        if blending not in ("nearest", "linear"):
+            raise ConfigError(f"tiling blending {blending!r}: choose nearest or linear")
+        self.bank_counts = [tuple(int(n) for n in c) for c in bank_counts]
+        self.layout = layout
+        self.blending = blending
+        self.dim = dims.pop()
+
+        cumulative = torch.ones(self.dim, dtype=torch.float64)
+        self.scales: list[Tensor] = []
+        for counts in self.bank_counts:
+            cumulative = cumulative * torch.tensor(counts, dtype=torch.float64)
+            self.scales.append(cumulative.clone())
+        if layout == "interleaved":
+            self.scales = [self.scales[-1]] * len(self.scales)
+        elif layout == "partition":
+            self.scales = [torch.tensor(c, dtype=torch.float64) for c in self.bank_counts]
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.bank_counts)
+
+    def num_banks(self, layer: int) -> int:
+        return int(torch.tensor(self.bank_counts[layer]).prod().item())
+
+    def select(self, x: Float[Tensor, "n d"], layer: int) -> BankSelection:
+        """Banks (and blend weights) of ``layer`` for unit-box positions ``x``."""
+        if x.shape[-1] != self.dim:
+            raise ConfigError(f"tiling is {self.dim}-D but positions have {x.shape[-1]} coordinates")
+        counts = self.bank_counts[layer]
+        n_axis = torch.tensor(counts, device=x.device)
+        q = x.clamp(0.0, 1.0 - EPS).double() * self.scales[layer].to(x.device)
+        if self.blending == "nearest":
+            cell = torch.floor(q).long()
+            axis_index = cell if self.layout == "partition" else cell % n_axis
+            return BankSelection(_flatten(axis_index, counts)[None], None)
+
+        # Linear: tents centred on cell centres; neighbours floor(q - 1/2) and floor(q - 1/2) + 1.
+        shifted = q - 0.5
+        base = torch.floor(shifted).long()
+        frac = (shifted - base).to(x.dtype)
+        indices, weights = [], []
+        for corner in itertools.product((0, 1), repeat=self.dim):
+            offset = torch.tensor(corner, device=x.device)
+            neighbour = base + offset
+            if self.layout == "partition":
+                neighbour = neighbour.clamp(min=torch.zeros_like(n_axis), max=n_axis - 1)
+            else:
+                neighbour = neighbour % n_axis
+            w = torch.where(offset.bool(), frac, 1.0 - frac).prod(dim=-1)
+            indices.append(_flatten(neighbour, counts))
+            weights.append(w)
+        return BankSelection(torch.stack(indices), torch.stack(weights))

@@ -1,0 +1,1 @@
+"""Datasets: validation, writers, generators (procedural, POV-Ray), sparse splits, collections."""

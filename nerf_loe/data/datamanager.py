@@ -1,0 +1,35 @@
+"""nerfstudio's VanillaDataManager with the dataset validated before anything is read."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from nerfstudio.data.datamanagers.base_datamanager import VanillaDataManager, VanillaDataManagerConfig
+from nerfstudio.data.datasets.base_dataset import InputDataset
+
+from nerf_loe.data.validation import validate_dataset
+
+
+@dataclass
+class ValidatedDataManagerConfig(VanillaDataManagerConfig):
+    """A VanillaDataManager that validates its data first (one-line errors on bad input)."""
+
+    _target: type = field(default_factory=lambda: ValidatedDataManager)
+
+
+class ValidatedDataManager(VanillaDataManager[InputDataset]):
+    """Validates ``config.dataparser``'s data, then behaves exactly like VanillaDataManager."""
+
+    def __init__(
+        self,
+        config: ValidatedDataManagerConfig,
+        device: torch.device | str = "cpu",
+        test_mode: Literal["test", "val", "inference"] = "val",
+        world_size: int = 1,
+        local_rank: int = 0,
+        **kwargs,
+    ) -> None:
+        validate_dataset(config.dataparser, test_mode)
+        super().__init__(config, device, test_mode, world_size, local_rank, **kwargs)

@@ -1,0 +1,81 @@
+"""Check a dataset before nerfstudio reads it, so bad input ends in one line that says what to fix.
+
+nerfstudio's dataparsers fail deep inside (KeyError, FileNotFoundError, PIL errors); these checks
+run first and raise :class:`~nerf_loe.errors.DatasetError` naming the file and the fix.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from nerfstudio.data.dataparsers.base_dataparser import DataParserConfig
+from nerfstudio.data.dataparsers.blender_dataparser import BlenderDataParserConfig
+from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
+from PIL import Image
+
+from nerf_loe.errors import DatasetError
+
+_NERFSTUDIO_INTRINSICS = ("fl_x", "fl_y", "cx", "cy", "w", "h")
+
+
+def _load_json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise DatasetError(f"{path} not found: the dataset needs this transforms file")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise DatasetError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}): fix or regenerate it") from None
+
+
+def _check_frames(path: Path, meta: dict[str, Any], image_path_of, per_frame_keys: tuple[str, ...] = ()) -> None:
+    frames = meta.get("frames")
+    if not isinstance(frames, list) or not frames:
+        raise DatasetError(f"{path}: missing or empty 'frames' list: add one entry per image")
+    for i, frame in enumerate(frames):
+        for key in ("file_path", "transform_matrix", *per_frame_keys):
+            if key not in frame:
+                raise DatasetError(f"{path}: frame {i} lacks '{key}': every frame needs it")
+        matrix = frame["transform_matrix"]
+        if len(matrix) not in (3, 4) or any(len(row) != 4 for row in matrix):
+            raise DatasetError(f"{path}: frame {i} 'transform_matrix' must be 4x4 (or 3x4) camera-to-world")
+        image = image_path_of(frame)
+        if not image.is_file():
+            raise DatasetError(f"{path}: frame {i} image {image} not found: fix its file_path or add the image")
+        try:
+            with Image.open(image) as im:
+                im.verify()
+        except Exception as exc:  # PIL raises many types for broken files
+            raise DatasetError(f"{image} is unreadable ({type(exc).__name__}): replace or re-render it") from None
+
+
+def _validate_blender(data: Path, splits: tuple[str, ...]) -> None:
+    for split in splits:
+        path = data / f"transforms_{split}.json"
+        meta = _load_json(path)
+        if "camera_angle_x" not in meta:
+            raise DatasetError(f"{path}: missing 'camera_angle_x' (horizontal field of view in radians)")
+        _check_frames(path, meta, lambda f: data / (f["file_path"].replace("./", "") + ".png"))
+
+
+def _validate_nerfstudio(data: Path) -> None:
+    path = data if data.suffix == ".json" else data / "transforms.json"
+    root = path.parent
+    meta = _load_json(path)
+    missing = [k for k in _NERFSTUDIO_INTRINSICS if k not in meta]
+    _check_frames(path, meta, lambda f: root / f["file_path"], per_frame_keys=tuple(missing))
+
+
+def validate_dataset(config: DataParserConfig, test_mode: str = "val") -> None:
+    """Validate the data a dataparser config points at, for training (val) or ns-eval (test)."""
+    data = Path(getattr(config, "data", Path()))
+    if not data.exists():
+        raise DatasetError(
+            f"data folder {data} does not exist: pass --data <dataset folder> "
+            "(make one with nerf-loe-procedural or nerf-loe-povray)"
+        )
+    if isinstance(config, BlenderDataParserConfig):
+        _validate_blender(data, ("train", "test" if test_mode in ("test", "inference") else "val"))
+    elif isinstance(config, NerfstudioDataParserConfig):
+        _validate_nerfstudio(data)

@@ -1,0 +1,1 @@
+"""Evaluation: MAC/parameter accounting and metrics."""

@@ -1,0 +1,1 @@
+"""Radiance fields: encoders and decoders composed into density + colour."""

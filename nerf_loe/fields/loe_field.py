@@ -1,0 +1,119 @@
+"""Levels-of-Experts radiance field (also the PE-MLP and Partition baselines, by its tiling).
+
+position -> unit box -> NeRF positional encoding -> tiled trunk (banks picked by position)
+-> density + geometry feature; colour from an untiled head on [feature, SH(direction)].
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from jaxtyping import Float
+from nerfstudio.cameras.rays import RaySamples
+from nerfstudio.field_components.activations import trunc_exp
+from nerfstudio.field_components.encodings import NeRFEncoding, SHEncoding
+from nerfstudio.field_components.field_heads import FieldHeadNames
+from nerfstudio.field_components.mlp import MLP
+from nerfstudio.fields.base_field import Field
+from torch import Tensor, nn
+
+from nerf_loe.components.normalization import UnitBoxNormalizer
+from nerf_loe.components.tiled_mlp import Activation, TiledMLP
+from nerf_loe.components.tiling import Tiling
+
+
+class LoEField(Field):
+    """Density and view-dependent colour from a tiled-bank trunk.
+
+    Args:
+        aabb: scene box [2, 3] (world units).
+        tiling: bank layout of the trunk's layers.
+        hidden_dim: trunk width.
+        num_frequencies: NeRF positional-encoding frequencies of the unit-box position.
+        geo_feat_dim: feature passed from the trunk to the colour head.
+        color_hidden_dim, color_layers: the untiled colour head.
+        sh_levels: spherical-harmonics degree + 1 of the direction encoding.
+        contract: unbounded scene (scene contraction) instead of the scene box.
+        implementation: "torch" or "tcnn" for the colour head and direction encoding.
+    """
+
+    def __init__(
+        self,
+        aabb: Float[Tensor, "2 3"],
+        tiling: Tiling,
+        hidden_dim: int = 128,
+        num_frequencies: int = 8,
+        geo_feat_dim: int = 15,
+        color_hidden_dim: int = 64,
+        color_layers: int = 2,
+        sh_levels: int = 4,
+        activation: Activation = "relu",
+        contract: bool = False,
+        implementation: Literal["tcnn", "torch"] = "torch",
+    ) -> None:
+        super().__init__()
+        self.geo_feat_dim = geo_feat_dim
+        self.implementation = implementation
+        self.normalizer = UnitBoxNormalizer(aabb, contract=contract)
+        self.position_encoding = NeRFEncoding(
+            # NeRFEncoding multiplies by 2*pi: exponents from -1 make the lowest band sin(pi x),
+            # which does not wrap around on the unit box.
+            in_dim=3, num_frequencies=num_frequencies, min_freq_exp=-1.0,
+            max_freq_exp=num_frequencies - 2, include_input=True, implementation="torch",
+        )
+        self.trunk = TiledMLP(
+            self.position_encoding.get_out_dim(), hidden_dim, 1 + geo_feat_dim, tiling, activation
+        )
+        self.direction_encoding = SHEncoding(levels=sh_levels, implementation=implementation)
+        self.color_head = MLP(
+            in_dim=geo_feat_dim + self.direction_encoding.get_out_dim(),
+            num_layers=color_layers,
+            layer_width=color_hidden_dim,
+            out_dim=3,
+            activation=nn.ReLU(),
+            out_activation=nn.Sigmoid(),
+            implementation=implementation,
+        )
+
+    def trunk_outputs(self, positions: Float[Tensor, "n 3"]) -> tuple[Tensor, Tensor]:
+        """Density [n, 1] and geometry feature [n, geo_feat_dim] at world positions."""
+        x = self.normalizer(positions)
+        raw = self.trunk(self.position_encoding(x), x)
+        density = trunc_exp(raw[:, :1] - 1.0)
+        density = density * self.normalizer.inside(positions)[:, None]
+        return density, raw[:, 1:]
+
+    def density_at(self, positions: Float[Tensor, "n 3"]) -> Float[Tensor, "n"]:
+        """Density at world positions: the function the renderer and occupancy grid call."""
+        return self.trunk_outputs(positions)[0][:, 0]
+
+    def get_density(self, ray_samples: RaySamples) -> tuple[Tensor, Tensor]:
+        positions = ray_samples.frustums.get_positions()
+        shape = positions.shape[:-1]
+        density, feature = self.trunk_outputs(positions.reshape(-1, 3))
+        return density.reshape(*shape, 1), feature.reshape(*shape, -1)
+
+    def get_outputs(
+        self, ray_samples: RaySamples, density_embedding: Tensor | None = None
+    ) -> dict[FieldHeadNames, Tensor]:
+        assert density_embedding is not None
+        directions = ray_samples.frustums.directions.reshape(-1, 3)
+        if self.implementation == "tcnn":  # tcnn's SH takes directions mapped to [0, 1]
+            directions = (directions + 1.0) / 2.0
+        features = torch.cat(
+            [density_embedding.reshape(-1, self.geo_feat_dim), self.direction_encoding(directions)], dim=-1
+        )
+        rgb = self.color_head(features).reshape(*density_embedding.shape[:-1], 3)
+        return {FieldHeadNames.RGB: rgb}
+
+    def complexity(self) -> dict[str, tuple[int, int]]:
+        """MACs per sample and parameter count, by part."""
+        head_macs = sum(
+            layer.in_features * layer.out_features for layer in self.color_head.modules()
+            if isinstance(layer, nn.Linear)
+        )
+        return {
+            "trunk": (self.trunk.macs_per_sample(), sum(p.numel() for p in self.trunk.parameters())),
+            "color_head": (head_macs, sum(p.numel() for p in self.color_head.parameters())),
+        }

@@ -1,0 +1,1 @@
+"""nerfstudio Models of this package."""

@@ -1,0 +1,1 @@
+"""Training utilities: schedulers and callbacks shared by this package's methods."""
