@@ -21,11 +21,11 @@ BackgroundColor = Literal["white", "black", "random", "last_sample"]
 
 
 def _exclusive_segment_sum(values: Tensor, ray_indices: Tensor, n_rays: int) -> Tensor:
-    total = torch.cumsum(values.double(), 0)
+    inclusive = torch.cumsum(values.double(), 0)
+    exclusive = torch.cat([inclusive.new_zeros(1), inclusive])  # exclusive[i] = sum of values[:i]
     counts = torch.bincount(ray_indices, minlength=n_rays)
     first = torch.cumsum(counts, 0) - counts
-    offset = torch.where(first > 0, total[(first - 1).clamp(min=0)], torch.zeros_like(total[:1]))
-    return (total - values.double() - offset[ray_indices]).to(values.dtype)
+    return (exclusive[:-1] - exclusive[first][ray_indices]).to(values.dtype)
 
 
 def render_weights(

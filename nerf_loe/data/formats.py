@@ -1,0 +1,71 @@
+"""Write datasets that nerfstudio loads unchanged, in Blender and nerfstudio formats at once.
+
+Layout of a dataset folder::
+
+    images/r_000.png ...          RGBA frames (alpha = coverage)
+    transforms_{train,val,test}.json   Blender format (camera_angle_x, file_path without .png)
+    transforms.json               nerfstudio format (fl_x, fl_y, cx, cy, w, h, *_filenames splits)
+    dataset.json                  what made it (generator, options, splits)
+
+Splits follow the RegNeRF/FreeNeRF protocol: test = every 8th view; val = the test views.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+TEST_EVERY = 8
+MARKER = "dataset.json"
+
+
+def default_splits(n_views: int) -> dict[str, list[int]]:
+    test = [i for i in range(n_views) if i % TEST_EVERY == 0]
+    train = [i for i in range(n_views) if i % TEST_EVERY != 0]
+    return {"train": train, "val": list(test), "test": test}
+
+
+def frame_name(i: int) -> str:
+    return f"r_{i:03d}"
+
+
+def write_transforms(
+    out_dir: Path,
+    image_dir: str,
+    poses: np.ndarray,
+    width: int,
+    height: int,
+    focal: float,
+    splits: dict[str, list[int]],
+    info: dict[str, Any],
+) -> None:
+    """Write both formats for images ``{image_dir}/r_XXX.png`` (relative to ``out_dir``)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fov_x = 2 * math.atan(0.5 * width / focal)
+    for split, ids in splits.items():
+        frames = [
+            {"file_path": f"./{image_dir}/{frame_name(i)}", "transform_matrix": poses[i].tolist()} for i in ids
+        ]
+        (out_dir / f"transforms_{split}.json").write_text(
+            json.dumps({"camera_angle_x": fov_x, "frames": frames}, indent=1)
+        )
+    used = sorted({i for ids in splits.values() for i in ids})
+    meta = {
+        "camera_model": "OPENCV", "fl_x": focal, "fl_y": focal, "cx": width / 2, "cy": height / 2,
+        "w": width, "h": height,
+        "frames": [
+            {"file_path": f"{image_dir}/{frame_name(i)}.png", "transform_matrix": poses[i].tolist()} for i in used
+        ],
+    }
+    for split, ids in splits.items():
+        meta[f"{split}_filenames"] = [f"{image_dir}/{frame_name(i)}.png" for i in ids]
+    (out_dir / "transforms.json").write_text(json.dumps(meta, indent=1))
+    (out_dir / MARKER).write_text(json.dumps({**info, "splits": splits}, indent=1))
+
+
+def read_info(dataset: Path) -> dict[str, Any]:
+    return json.loads((dataset / MARKER).read_text())
