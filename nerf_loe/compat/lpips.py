@@ -9,7 +9,6 @@ backbone file is already cached; otherwise it warns once and returns NaN, so tra
 
 from __future__ import annotations
 
-import sys
 import warnings
 from pathlib import Path
 
@@ -63,16 +62,13 @@ class OfflineLPIPS(nn.Module):
 
 
 def patch_nerfstudio_lpips() -> None:
-    """Make nerfstudio's already-imported built-in models build :class:`OfflineLPIPS`.
+    """Make nerfstudio's built-in models build :class:`OfflineLPIPS`.
 
-    Each nerfstudio model module binds ``LearnedPerceptualImagePatchSimilarity`` at import time;
-    we rebind that one name in those modules (and in torchmetrics, for later imports).
+    Every nerfstudio 1.1.5 model imports ``LearnedPerceptualImagePatchSimilarity`` from
+    ``torchmetrics.image.lpip`` inside ``populate_modules``, so rebinding it there suffices.
     """
     import torchmetrics.image
     import torchmetrics.image.lpip
 
     torchmetrics.image.lpip.LearnedPerceptualImagePatchSimilarity = OfflineLPIPS
     torchmetrics.image.LearnedPerceptualImagePatchSimilarity = OfflineLPIPS
-    for name, module in list(sys.modules.items()):
-        if name.startswith("nerfstudio.") and hasattr(module, "LearnedPerceptualImagePatchSimilarity"):
-            module.LearnedPerceptualImagePatchSimilarity = OfflineLPIPS
