@@ -27,10 +27,10 @@ $(STAMPS)/install: $(STAMPS)/venv pyproject.toml
 install: $(STAMPS)/install
 
 test: $(STAMPS)/install
-	$(PY) -m pytest -q -ra tests
+	$(PY) -m pytest -q -ra -p no:dash tests
 
 lint: $(STAMPS)/install
-	.venv/bin/ruff check nerf_loe method_configs data_scripts tests
+	.venv/bin/ruff check nerf_loe method_configs data_scripts tests && .venv/bin/ruff format --check nerf_loe method_configs data_scripts tests
 
 demo: $(STAMPS)/install
 	$(PY) -m nerf_loe.demo

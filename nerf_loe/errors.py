@@ -30,9 +30,7 @@ class RendererError(NerfLoeError, RuntimeError):
 _previous_hook = sys.excepthook
 
 
-def _one_line_hook(
-    exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None
-) -> None:
+def _one_line_hook(exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
     if isinstance(exc, NerfLoeError):
         print(f"error: {exc}", file=sys.stderr)
         return

@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 
 BIN = Path(sys.executable).parent
-METHODS = sorted(ep.name for ep in entry_points(group="nerfstudio.method_configs") if ep.value.startswith("nerf_loe."))
+METHODS = sorted(
+    ep.name for ep in entry_points(group="nerfstudio.method_configs") if ep.value.startswith("nerf_loe.")
+)
 FIRST_STEPS, MORE_STEPS = 10, 200
 
 
@@ -25,14 +27,34 @@ def run(cmd: list[str]) -> str:
     return result.stdout + result.stderr
 
 
-def train(method: str, scene: Path, out: Path, timestamp: str, steps: int, load_dir: Path | None = None) -> str:
+def train(
+    method: str, scene: Path, out: Path, timestamp: str, steps: int, load_dir: Path | None = None
+) -> str:
     cmd = [
-        str(BIN / "ns-train"), method, "--vis", "tensorboard", "--output-dir", str(out),
-        "--timestamp", timestamp, "--max-num-iterations", str(steps), "--steps-per-save", str(steps),
-        "--steps-per-eval-batch", "100000", "--steps-per-eval-image", "100000",
-        "--steps-per-eval-all-images", "100000", "--machine.device-type", "cpu",
-        "--pipeline.datamanager.train-num-rays-per-batch", "512",
-        "--pipeline.model.marcher.warmup-steps", "32",
+        str(BIN / "ns-train"),
+        method,
+        "--vis",
+        "tensorboard",
+        "--output-dir",
+        str(out),
+        "--timestamp",
+        timestamp,
+        "--max-num-iterations",
+        str(steps),
+        "--steps-per-save",
+        str(steps),
+        "--steps-per-eval-batch",
+        "100000",
+        "--steps-per-eval-image",
+        "100000",
+        "--steps-per-eval-all-images",
+        "100000",
+        "--machine.device-type",
+        "cpu",
+        "--pipeline.datamanager.train-num-rays-per-batch",
+        "512",
+        "--pipeline.model.marcher.warmup-steps",
+        "32",
     ]
     if load_dir is not None:
         cmd += ["--load-dir", str(load_dir)]

@@ -26,7 +26,9 @@ def test_homogeneous_slab_transmittance_and_weights():
     samples = march(grid, rays_o, rays_d, step_size=1 / 256, backend="torch")
     x = samples.positions(rays_o, rays_d)[:, 0]
     sigmas = torch.where(x.abs() < thickness / 2, sigma, 0.0)
-    weights, trans, _ = render_weights(samples.t_starts, samples.t_ends, sigmas, samples.ray_indices, 1, "torch")
+    weights, trans, _ = render_weights(
+        samples.t_starts, samples.t_ends, sigmas, samples.ray_indices, 1, "torch"
+    )
     assert abs(weights.sum().item() - (1 - math.exp(-sigma * thickness))) < 1e-4
     behind = x > thickness / 2
     assert torch.allclose(trans[behind], torch.tensor(math.exp(-sigma * thickness)), atol=1e-4)
@@ -50,7 +52,9 @@ def test_ray_missing_the_box_gets_no_samples():
 
 
 def test_early_termination_stops_behind_an_opaque_wall():
-    config = GridMarcherConfig(grid_resolution=8, early_stop="density", samples_per_diagonal=400, backend="torch")
+    config = GridMarcherConfig(
+        grid_resolution=8, early_stop="density", samples_per_diagonal=400, backend="torch"
+    )
     marcher = GridMarcher(config, AABB).eval()
     rays_o, rays_d = x_rays(3)
 
@@ -162,7 +166,9 @@ def test_nerfacc_backend_matches_torch_backend_on_cuda():
     step = 0.01
     a = march(grid, rays_o, rays_d, step_size=step, backend="torch")
     b = march(grid, rays_o, rays_d, step_size=step, backend="nerfacc")
-    assert torch.equal(torch.bincount(a.ray_indices, minlength=256), torch.bincount(b.ray_indices, minlength=256))
+    assert torch.equal(
+        torch.bincount(a.ray_indices, minlength=256), torch.bincount(b.ray_indices, minlength=256)
+    )
     assert (a.t_starts - b.t_starts).abs().max() < step
     colors = []
     for s, backend in ((a, "torch"), (b, "nerfacc")):

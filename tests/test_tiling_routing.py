@@ -40,7 +40,9 @@ def test_hierarchical_indices_2d_row_major_and_unique_per_finest_cell():
     assert tiling.select(x, 0).index[0].tolist() == [1, 3]
     # layer 1: floor(8x) = (2, 6) -> mod 4 = (2, 2) -> 10; (7, 7) -> (3, 3) -> 15
     assert tiling.select(x, 1).index[0].tolist() == [10, 15]
-    centres = (torch.stack(torch.meshgrid(torch.arange(8), torch.arange(8), indexing="ij"), -1).reshape(-1, 2) + 0.5) / 8
+    centres = (
+        torch.stack(torch.meshgrid(torch.arange(8), torch.arange(8), indexing="ij"), -1).reshape(-1, 2) + 0.5
+    ) / 8
     codes = tiling.select(centres, 0).index[0] * 16 + tiling.select(centres, 1).index[0]
     assert codes.unique().numel() == 64  # mixed-radix: every finest cell has its own bank combination
 
@@ -67,7 +69,9 @@ def test_routed_matches_naive_per_sample_reference(blending):
         for i, layer in enumerate(mlp.layers):
             sel = tiling.select(x, i)
             weights = sel.weight if sel.weight is not None else torch.ones_like(sel.index, dtype=h.dtype)
-            w = sum(wk[:, None, None] * layer.weight[ik] for ik, wk in zip(sel.index, weights))  # [n, out, in]
+            w = sum(
+                wk[:, None, None] * layer.weight[ik] for ik, wk in zip(sel.index, weights, strict=True)
+            )  # [n, out, in]
             h = torch.relu(torch.einsum("noi,ni->no", w, h) + layer.bias)
         return mlp.output(h)
 
@@ -76,7 +80,7 @@ def test_routed_matches_naive_per_sample_reference(blending):
     grads = torch.autograd.grad(out.square().sum(), [features, *mlp.parameters()])
     mlp.zero_grad()
     grads_ref = torch.autograd.grad(expected.square().sum(), [features, *mlp.parameters()])
-    for g, g_ref in zip(grads, grads_ref):
+    for g, g_ref in zip(grads, grads_ref, strict=True):
         torch.testing.assert_close(g, g_ref, rtol=1e-4, atol=1e-6)
 
 

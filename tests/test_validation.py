@@ -55,16 +55,33 @@ def test_missing_and_unreadable_images(scene_copy):
 def test_cli_prints_one_line_errors(tmp_path, tiny_scene):
     ns_train = [sys.executable, "-m", "nerfstudio.scripts.train"]
     missing = subprocess.run(
-        [*ns_train, "loe-nerf", "--vis", "tensorboard", "--output-dir", str(tmp_path),
-         "blender-data", "--data", str(tmp_path / "nope")],
-        capture_output=True, text=True, timeout=300,
+        [
+            *ns_train,
+            "loe-nerf",
+            "--vis",
+            "tensorboard",
+            "--output-dir",
+            str(tmp_path),
+            "blender-data",
+            "--data",
+            str(tmp_path / "nope"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert missing.returncode != 0
     assert "Traceback" not in missing.stderr
-    assert missing.stderr.strip().splitlines()[-1].startswith(f"error: data folder {tmp_path / 'nope'} does not exist")
+    assert (
+        missing.stderr.strip()
+        .splitlines()[-1]
+        .startswith(f"error: data folder {tmp_path / 'nope'} does not exist")
+    )
     bad_option = subprocess.run(
         [*ns_train, "loe-nerf", "--pipeline.model.banks", "4x4", "blender-data", "--data", str(tiny_scene)],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     output = bad_option.stdout + bad_option.stderr
     assert bad_option.returncode != 0 or "Error parsing" in output

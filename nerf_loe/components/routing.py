@@ -20,7 +20,7 @@ class Routes:
     routes all layers by the same region id).
     """
 
-    def __init__(self, bank_index: Int[Tensor, "n"], num_banks: int) -> None:
+    def __init__(self, bank_index: Int[Tensor, " n"], num_banks: int) -> None:
         self.num_samples = int(bank_index.shape[0])
         self.order = torch.argsort(bank_index, stable=True)
         counts = torch.bincount(bank_index, minlength=num_banks)
@@ -41,7 +41,7 @@ class Routes:
 def routed_linear(
     x: Float[Tensor, "n d_in"],
     weight: Float[Tensor, "banks d_out d_in"],
-    bank_index: Int[Tensor, "n"],
+    bank_index: Int[Tensor, " n"],
 ) -> Float[Tensor, "n d_out"]:
     """One-shot form of :meth:`Routes.apply`."""
     return Routes(bank_index, weight.shape[0]).apply(x, weight)

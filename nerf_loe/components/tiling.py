@@ -43,7 +43,7 @@ class BankSelection:
     """None for nearest blending (a single bank with weight 1)."""
 
 
-def _flatten(axis_index: Int[Tensor, "n d"], counts: tuple[int, ...]) -> Int[Tensor, "n"]:
+def _flatten(axis_index: Int[Tensor, "n d"], counts: tuple[int, ...]) -> Int[Tensor, " n"]:
     flat = torch.zeros_like(axis_index[:, 0])
     for axis, n in enumerate(counts):
         flat = flat * n + axis_index[:, axis]

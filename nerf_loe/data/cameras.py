@@ -28,7 +28,11 @@ def look_at(eye: np.ndarray, target: np.ndarray, up: np.ndarray = np.array([0.0,
 
 
 def camera_poses(
-    n: int, radius: float, target: np.ndarray, placement: Placement = "hemisphere", seed: int = 0,
+    n: int,
+    radius: float,
+    target: np.ndarray,
+    placement: Placement = "hemisphere",
+    seed: int = 0,
     elevation_deg: float = 30.0,
 ) -> np.ndarray:
     """``n`` camera-to-world matrices around ``target``.

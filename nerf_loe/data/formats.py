@@ -48,17 +48,24 @@ def write_transforms(
     fov_x = 2 * math.atan(0.5 * width / focal)
     for split, ids in splits.items():
         frames = [
-            {"file_path": f"./{image_dir}/{frame_name(i)}", "transform_matrix": poses[i].tolist()} for i in ids
+            {"file_path": f"./{image_dir}/{frame_name(i)}", "transform_matrix": poses[i].tolist()}
+            for i in ids
         ]
         (out_dir / f"transforms_{split}.json").write_text(
             json.dumps({"camera_angle_x": fov_x, "frames": frames}, indent=1)
         )
     used = sorted({i for ids in splits.values() for i in ids})
     meta = {
-        "camera_model": "OPENCV", "fl_x": focal, "fl_y": focal, "cx": width / 2, "cy": height / 2,
-        "w": width, "h": height,
+        "camera_model": "OPENCV",
+        "fl_x": focal,
+        "fl_y": focal,
+        "cx": width / 2,
+        "cy": height / 2,
+        "w": width,
+        "h": height,
         "frames": [
-            {"file_path": f"{image_dir}/{frame_name(i)}.png", "transform_matrix": poses[i].tolist()} for i in used
+            {"file_path": f"{image_dir}/{frame_name(i)}.png", "transform_matrix": poses[i].tolist()}
+            for i in used
         ],
     }
     for split, ids in splits.items():
@@ -69,3 +76,19 @@ def write_transforms(
 
 def read_info(dataset: Path) -> dict[str, Any]:
     return json.loads((dataset / MARKER).read_text())
+
+
+def check_output_folder(out_dir: Path, resume: bool) -> None:
+    """Refuse to write into a half-written dataset unless resuming.
+
+    A dataset is complete once its ``dataset.json`` exists (written last); images without it
+    mean an interrupted run.
+    """
+    from nerf_loe.errors import DatasetError
+
+    images = sorted((out_dir / "images").glob("r_*.png")) if (out_dir / "images").is_dir() else []
+    if images and not (out_dir / MARKER).exists() and not resume:
+        raise DatasetError(
+            f"{out_dir} holds a half-written dataset ({len(images)} images, no {MARKER}): "
+            "pass --resume to finish it or choose an empty folder"
+        )

@@ -125,7 +125,9 @@ class ProceduralRenderer:
         cols = (u * (tex.shape[1] - 1)).astype(int)
         return tex[rows, cols]
 
-    def render(self, c2w: np.ndarray, focal: float, width: int, height: int, supersample: int = 1) -> np.ndarray:
+    def render(
+        self, c2w: np.ndarray, focal: float, width: int, height: int, supersample: int = 1
+    ) -> np.ndarray:
         """RGBA float image [H, W, 4] (premultiplied colour on a transparent background)."""
         s = supersample
         origins, dirs = pixel_rays(c2w, focal * s, width * s, height * s)
@@ -171,5 +173,7 @@ def generate_procedural(config: ProceduralSceneConfig, out_dir: Path, show_progr
         )
     info = {"generator": "procedural", "config": {k: v for k, v in vars(config).items()}}
     info["config"]["shapes"] = list(config.shapes)
-    write_transforms(out_dir, "images", poses, config.width, config.height, focal, default_splits(config.num_views), info)
+    write_transforms(
+        out_dir, "images", poses, config.width, config.height, focal, default_splits(config.num_views), info
+    )
     return out_dir

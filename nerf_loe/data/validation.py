@@ -26,10 +26,14 @@ def _load_json(path: Path) -> dict[str, Any]:
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as exc:
-        raise DatasetError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}): fix or regenerate it") from None
+        raise DatasetError(
+            f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}): fix or regenerate it"
+        ) from None
 
 
-def _check_frames(path: Path, meta: dict[str, Any], image_path_of, per_frame_keys: tuple[str, ...] = ()) -> None:
+def _check_frames(
+    path: Path, meta: dict[str, Any], image_path_of, per_frame_keys: tuple[str, ...] = ()
+) -> None:
     frames = meta.get("frames")
     if not isinstance(frames, list) or not frames:
         raise DatasetError(f"{path}: missing or empty 'frames' list: add one entry per image")
@@ -42,12 +46,16 @@ def _check_frames(path: Path, meta: dict[str, Any], image_path_of, per_frame_key
             raise DatasetError(f"{path}: frame {i} 'transform_matrix' must be 4x4 (or 3x4) camera-to-world")
         image = image_path_of(frame)
         if not image.is_file():
-            raise DatasetError(f"{path}: frame {i} image {image} not found: fix its file_path or add the image")
+            raise DatasetError(
+                f"{path}: frame {i} image {image} not found: fix its file_path or add the image"
+            )
         try:
             with Image.open(image) as im:
                 im.verify()
         except Exception as exc:  # PIL raises many types for broken files
-            raise DatasetError(f"{image} is unreadable ({type(exc).__name__}): replace or re-render it") from None
+            raise DatasetError(
+                f"{image} is unreadable ({type(exc).__name__}): replace or re-render it"
+            ) from None
 
 
 def _validate_blender(data: Path, splits: tuple[str, ...]) -> None:

@@ -59,8 +59,12 @@ class LoEField(Field):
         self.position_encoding = NeRFEncoding(
             # NeRFEncoding multiplies by 2*pi: exponents from -1 make the lowest band sin(pi x),
             # which does not wrap around on the unit box.
-            in_dim=3, num_frequencies=num_frequencies, min_freq_exp=-1.0,
-            max_freq_exp=num_frequencies - 2, include_input=True, implementation="torch",
+            in_dim=3,
+            num_frequencies=num_frequencies,
+            min_freq_exp=-1.0,
+            max_freq_exp=num_frequencies - 2,
+            include_input=True,
+            implementation="torch",
         )
         self.trunk = TiledMLP(
             self.position_encoding.get_out_dim(), hidden_dim, 1 + geo_feat_dim, tiling, activation
@@ -84,7 +88,7 @@ class LoEField(Field):
         density = density * self.normalizer.inside(positions)[:, None]
         return density, raw[:, 1:]
 
-    def density_at(self, positions: Float[Tensor, "n 3"]) -> Float[Tensor, "n"]:
+    def density_at(self, positions: Float[Tensor, "n 3"]) -> Float[Tensor, " n"]:
         """Density at world positions: the function the renderer and occupancy grid call."""
         return self.trunk_outputs(positions)[0][:, 0]
 
@@ -110,7 +114,8 @@ class LoEField(Field):
     def complexity(self) -> dict[str, tuple[int, int]]:
         """MACs per sample and parameter count, by part."""
         head_macs = sum(
-            layer.in_features * layer.out_features for layer in self.color_head.modules()
+            layer.in_features * layer.out_features
+            for layer in self.color_head.modules()
             if isinstance(layer, nn.Linear)
         )
         return {

@@ -35,7 +35,9 @@ def parse_banks(spec: tuple[str, ...]) -> list[tuple[int, ...]]:
     try:
         counts = [tuple(int(n) for n in layer.lower().split("x")) for layer in spec]
     except ValueError:
-        raise ConfigError(f"--pipeline.model.banks {' '.join(spec)}: write each layer as AxBxC, e.g. 4x4x4") from None
+        raise ConfigError(
+            f"--pipeline.model.banks {' '.join(spec)}: write each layer as AxBxC, e.g. 4x4x4"
+        ) from None
     if not counts or any(len(c) != 3 or min(c) < 1 for c in counts):
         raise ConfigError(
             f"--pipeline.model.banks {' '.join(spec)}: give one AxBxC (3 positive counts) per tiled layer"
@@ -89,12 +91,21 @@ class LoEModel(Model):
         self.tiling = Tiling(parse_banks(cfg.banks), cfg.tiling, cfg.blending)
         aabb = self.scene_box.aabb
         self.field = LoEField(
-            aabb, self.tiling, cfg.hidden_dim, cfg.num_frequencies, cfg.geo_feat_dim,
-            cfg.color_hidden_dim, cfg.color_layers, activation=cfg.activation, contract=cfg.unbounded,
+            aabb,
+            self.tiling,
+            cfg.hidden_dim,
+            cfg.num_frequencies,
+            cfg.geo_feat_dim,
+            cfg.color_hidden_dim,
+            cfg.color_layers,
+            activation=cfg.activation,
+            contract=cfg.unbounded,
             implementation=choose_implementation(self.kwargs.get("device")),
         )
         self.marcher = cfg.marcher.setup(aabb=aabb.flatten())
-        self.background: BackgroundColor = cfg.background_color or ("last_sample" if cfg.unbounded else "white")
+        self.background: BackgroundColor = cfg.background_color or (
+            "last_sample" if cfg.unbounded else "white"
+        )
         from torchmetrics.functional import structural_similarity_index_measure
         from torchmetrics.image import PeakSignalNoiseRatio
 
@@ -106,7 +117,9 @@ class LoEModel(Model):
     def get_param_groups(self) -> dict[str, list[Parameter]]:
         return {"fields": list(self.field.parameters())}
 
-    def get_training_callbacks(self, training_callback_attributes: TrainingCallbackAttributes) -> list[TrainingCallback]:
+    def get_training_callbacks(
+        self, training_callback_attributes: TrainingCallbackAttributes
+    ) -> list[TrainingCallback]:
         return [
             TrainingCallback(
                 where_to_run=[TrainingCallbackLocation.BEFORE_TRAIN_ITERATION],
@@ -124,8 +137,11 @@ class LoEModel(Model):
         pixel_area = ray_bundle.pixel_area.reshape(-1, 1)[idx]
         ray_samples = RaySamples(
             frustums=Frustums(
-                origins=rays_o[idx], directions=rays_d[idx], starts=samples.t_starts[:, None],
-                ends=samples.t_ends[:, None], pixel_area=pixel_area,
+                origins=rays_o[idx],
+                directions=rays_d[idx],
+                starts=samples.t_starts[:, None],
+                ends=samples.t_ends[:, None],
+                pixel_area=pixel_area,
             )
         )
         field_outputs = self.field(ray_samples)

@@ -74,7 +74,7 @@ class GridMarcherConfig(InstantiateConfig):
 class GridMarcher(nn.Module):
     """Samples rays through an :class:`OccupancyGrid` and renders packed samples."""
 
-    def __init__(self, config: GridMarcherConfig, aabb: Float[Tensor, "6"]) -> None:
+    def __init__(self, config: GridMarcherConfig, aabb: Float[Tensor, " 6"]) -> None:
         super().__init__()
         self.config = config
         self.grid = OccupancyGrid(aabb, config.grid_resolution, config.grid_levels)
@@ -84,8 +84,12 @@ class GridMarcher(nn.Module):
     def update_grid(self, step: int, density_fn: DensityFn) -> None:
         if step % self.config.update_every == 0:
             self.grid.update(
-                step, density_fn, self.step_size, self.config.occupancy_threshold,
-                self.config.ema_decay, self.config.warmup_steps,
+                step,
+                density_fn,
+                self.step_size,
+                self.config.occupancy_threshold,
+                self.config.ema_decay,
+                self.config.warmup_steps,
             )
 
     @torch.no_grad()
@@ -95,8 +99,15 @@ class GridMarcher(nn.Module):
         """Packed samples of the rays that are worth shading."""
         cfg = self.config
         samples = march(
-            self.grid, rays_o, rays_d, cfg.near_plane, cfg.far_plane, self.step_size,
-            cfg.cone_angle, stratified=self.training, backend=cfg.backend,
+            self.grid,
+            rays_o,
+            rays_d,
+            cfg.near_plane,
+            cfg.far_plane,
+            self.step_size,
+            cfg.cone_angle,
+            stratified=self.training,
+            backend=cfg.backend,
         )
         if cfg.early_stop == "none" or len(samples) == 0:
             return samples
@@ -108,15 +119,21 @@ class GridMarcher(nn.Module):
                 raise ConfigError("marcher.early_stop='density' needs the field's density function")
             sigmas = density_fn(positions)
         keep = visible_samples(
-            samples.t_starts, samples.t_ends, sigmas, samples.ray_indices, len(rays_o),
-            cfg.early_stop_eps, cfg.alpha_thre, cfg.backend,
+            samples.t_starts,
+            samples.t_ends,
+            sigmas,
+            samples.ray_indices,
+            len(rays_o),
+            cfg.early_stop_eps,
+            cfg.alpha_thre,
+            cfg.backend,
         )
         return samples.subset(keep)
 
     def render(
         self,
         samples: PackedSamples,
-        sigmas: Float[Tensor, "n"],
+        sigmas: Float[Tensor, " n"],
         rgbs: Float[Tensor, "n 3"],
         n_rays: int,
         background: BackgroundColor,
@@ -130,5 +147,11 @@ class GridMarcher(nn.Module):
         bg = background_colors(background, n_rays, sigmas.device, self.training, rgbs, samples.ray_indices)
         rgb = accumulate(rgbs, weights, samples.ray_indices, n_rays) + (1.0 - acc) * bg
         depth = accumulate(t_mid, weights, samples.ray_indices, n_rays) / acc.clamp(min=1e-10)
-        counts: Int[Tensor, "r"] = torch.bincount(samples.ray_indices, minlength=n_rays)
-        return {"rgb": rgb, "accumulation": acc, "depth": depth, "background": bg, "num_samples_per_ray": counts}
+        counts: Int[Tensor, " r"] = torch.bincount(samples.ray_indices, minlength=n_rays)
+        return {
+            "rgb": rgb,
+            "accumulation": acc,
+            "depth": depth,
+            "background": bg,
+            "num_samples_per_ray": counts,
+        }

@@ -26,9 +26,9 @@ from nerf_loe.rendering.rays import ray_aabb_intersect
 class PackedSamples:
     """Samples of many rays in one flat list, sorted by ray index."""
 
-    ray_indices: Int[Tensor, "n"]
-    t_starts: Float[Tensor, "n"]
-    t_ends: Float[Tensor, "n"]
+    ray_indices: Int[Tensor, " n"]
+    t_starts: Float[Tensor, " n"]
+    t_ends: Float[Tensor, " n"]
 
     def __len__(self) -> int:
         return int(self.ray_indices.shape[0])
@@ -41,9 +41,7 @@ class PackedSamples:
         return PackedSamples(self.ray_indices[mask], self.t_starts[mask], self.t_ends[mask])
 
 
-def _step_positions(
-    t0: Tensor, k: Tensor, step_size: float, cone_angle: float
-) -> Tensor:
+def _step_positions(t0: Tensor, k: Tensor, step_size: float, cone_angle: float) -> Tensor:
     """Position of the k-th step from ``t0`` under ``dt = max(step_size, cone_angle * t)``."""
     if cone_angle <= 0:
         return t0 + k * step_size
@@ -115,8 +113,14 @@ def march_nerfacc(
     if stratified:
         near = near + torch.rand_like(near) * step_size
     intervals, samples, _ = traverse_grids(
-        rays_o, rays_d, grid.binaries, grid.aabbs, near_planes=near, far_planes=far,
-        step_size=step_size, cone_angle=cone_angle,
+        rays_o,
+        rays_d,
+        grid.binaries,
+        grid.aabbs,
+        near_planes=near,
+        far_planes=far,
+        step_size=step_size,
+        cone_angle=cone_angle,
     )
     return PackedSamples(
         samples.ray_indices.long(), intervals.vals[intervals.is_left], intervals.vals[intervals.is_right]

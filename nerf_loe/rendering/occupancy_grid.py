@@ -16,22 +16,26 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor, nn
 
-DensityFn = Callable[[Float[Tensor, "n 3"]], Float[Tensor, "n"]]
+DensityFn = Callable[[Float[Tensor, "n 3"]], Float[Tensor, " n"]]
 
 
 class OccupancyGrid(nn.Module):
     """Binary + EMA occupancy grid; see module docstring."""
 
-    def __init__(self, aabb: Float[Tensor, "6"], resolution: int = 64, levels: int = 1) -> None:
+    def __init__(self, aabb: Float[Tensor, " 6"], resolution: int = 64, levels: int = 1) -> None:
         super().__init__()
         aabb = aabb.detach().float().flatten()
         center, half = (aabb[:3] + aabb[3:]) / 2, (aabb[3:] - aabb[:3]) / 2
-        aabbs = torch.stack([torch.cat([center - half * 2**lvl, center + half * 2**lvl]) for lvl in range(levels)])
+        aabbs = torch.stack(
+            [torch.cat([center - half * 2**lvl, center + half * 2**lvl]) for lvl in range(levels)]
+        )
         self.resolution = resolution
         self.levels = levels
         self.register_buffer("aabbs", aabbs)
         self.register_buffer("occs", torch.zeros(levels, resolution**3))
-        self.register_buffer("binaries", torch.ones(levels, resolution, resolution, resolution, dtype=torch.bool))
+        self.register_buffer(
+            "binaries", torch.ones(levels, resolution, resolution, resolution, dtype=torch.bool)
+        )
         axes = torch.arange(resolution)
         coords = torch.stack(torch.meshgrid(axes, axes, axes, indexing="ij"), -1).reshape(-1, 3)
         self.register_buffer("cell_coords", coords, persistent=False)
@@ -43,7 +47,9 @@ class OccupancyGrid(nn.Module):
     def occupied_fraction(self) -> float:
         return self.binaries.float().mean().item()
 
-    def cell_of(self, x: Float[Tensor, "n 3"]) -> tuple[Int[Tensor, "n"], Int[Tensor, "n"], Bool[Tensor, "n"]]:
+    def cell_of(
+        self, x: Float[Tensor, "n 3"]
+    ) -> tuple[Int[Tensor, " n"], Int[Tensor, " n"], Bool[Tensor, " n"]]:
         """Level (the finest containing ``x``), flat cell index, and whether ``x`` is in the grid."""
         center = (self.aabbs[0, :3] + self.aabbs[0, 3:]) / 2
         half = (self.aabbs[0, 3:] - self.aabbs[0, :3]) / 2
@@ -57,11 +63,11 @@ class OccupancyGrid(nn.Module):
         flat = (ijk[:, 0] * self.resolution + ijk[:, 1]) * self.resolution + ijk[:, 2]
         return level, flat, inside & (unit >= 0).all(-1) & (unit <= 1).all(-1)
 
-    def is_occupied(self, x: Float[Tensor, "n 3"]) -> Bool[Tensor, "n"]:
+    def is_occupied(self, x: Float[Tensor, "n 3"]) -> Bool[Tensor, " n"]:
         level, flat, inside = self.cell_of(x)
         return self.binaries.view(self.levels, -1)[level, flat] & inside
 
-    def opacity_at(self, x: Float[Tensor, "n 3"]) -> Float[Tensor, "n"]:
+    def opacity_at(self, x: Float[Tensor, "n 3"]) -> Float[Tensor, " n"]:
         """The cell's EMA opacity (density * step_size) at ``x``: a cheap density upper estimate."""
         level, flat, inside = self.cell_of(x)
         return self.occs[level, flat] * inside

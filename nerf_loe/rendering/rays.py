@@ -8,8 +8,8 @@ from torch import Tensor
 
 
 def ray_aabb_intersect(
-    rays_o: Float[Tensor, "r 3"], rays_d: Float[Tensor, "r 3"], aabb: Float[Tensor, "6"]
-) -> tuple[Float[Tensor, "r"], Float[Tensor, "r"]]:
+    rays_o: Float[Tensor, "r 3"], rays_d: Float[Tensor, "r 3"], aabb: Float[Tensor, " 6"]
+) -> tuple[Float[Tensor, " r"], Float[Tensor, " r"]]:
     """Entry and exit distances of each ray through the box ``[min_xyz, max_xyz]``.
 
     A ray that misses has ``t_exit < t_enter``; a ray starting inside has ``t_enter < 0``.

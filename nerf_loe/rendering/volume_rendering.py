@@ -29,13 +29,13 @@ def _exclusive_segment_sum(values: Tensor, ray_indices: Tensor, n_rays: int) -> 
 
 
 def render_weights(
-    t_starts: Float[Tensor, "n"],
-    t_ends: Float[Tensor, "n"],
-    sigmas: Float[Tensor, "n"],
-    ray_indices: Int[Tensor, "n"],
+    t_starts: Float[Tensor, " n"],
+    t_ends: Float[Tensor, " n"],
+    sigmas: Float[Tensor, " n"],
+    ray_indices: Int[Tensor, " n"],
     n_rays: int,
     backend: Backend = "auto",
-) -> tuple[Float[Tensor, "n"], Float[Tensor, "n"], Float[Tensor, "n"]]:
+) -> tuple[Float[Tensor, " n"], Float[Tensor, " n"], Float[Tensor, " n"]]:
     """Weights, transmittance (before each sample) and alpha of packed samples."""
     if resolve_backend(backend, sigmas) == "nerfacc":
         from nerfacc.volrend import render_weight_from_density
@@ -48,15 +48,15 @@ def render_weights(
 
 
 def visible_samples(
-    t_starts: Float[Tensor, "n"],
-    t_ends: Float[Tensor, "n"],
-    sigmas: Float[Tensor, "n"],
-    ray_indices: Int[Tensor, "n"],
+    t_starts: Float[Tensor, " n"],
+    t_ends: Float[Tensor, " n"],
+    sigmas: Float[Tensor, " n"],
+    ray_indices: Int[Tensor, " n"],
     n_rays: int,
     early_stop_eps: float = 1e-4,
     alpha_thre: float = 0.0,
     backend: Backend = "auto",
-) -> Bool[Tensor, "n"]:
+) -> Bool[Tensor, " n"]:
     """Samples worth shading: transmittance above ``early_stop_eps`` (early ray termination)
     and alpha above ``alpha_thre`` (empty-space skipping)."""
     _, trans, alphas = render_weights(t_starts, t_ends, sigmas, ray_indices, n_rays, backend)
@@ -64,7 +64,7 @@ def visible_samples(
 
 
 def accumulate(
-    values: Float[Tensor, "n c"], weights: Float[Tensor, "n"], ray_indices: Int[Tensor, "n"], n_rays: int
+    values: Float[Tensor, "n c"], weights: Float[Tensor, " n"], ray_indices: Int[Tensor, " n"], n_rays: int
 ) -> Float[Tensor, "r c"]:
     """Per-ray weighted sum of sample values."""
     out = torch.zeros(n_rays, values.shape[-1], dtype=values.dtype, device=values.device)
@@ -77,7 +77,7 @@ def background_colors(
     device: torch.device,
     training: bool,
     rgbs: Float[Tensor, "n 3"] | None = None,
-    ray_indices: Int[Tensor, "n"] | None = None,
+    ray_indices: Int[Tensor, " n"] | None = None,
 ) -> Float[Tensor, "r 3"]:
     """Background per ray. ``random`` is random only in training (white at eval);
     ``last_sample`` (unbounded scenes) is the colour of each ray's last sample (black if none)."""

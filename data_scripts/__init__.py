@@ -1,0 +1,1 @@
+"""Thin command-line front ends over nerf_loe.data (installed as nerf_loe.data_scripts)."""

@@ -1,0 +1,25 @@
+"""nerf-loe-collection: a family of related procedural scenes with an index and held-out subset."""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import tyro
+from nerf_loe.data_scripts import _cli
+
+from nerf_loe.data.collections import CollectionConfig, make_collection
+
+
+@dataclass
+class Args:
+    output: Path
+    collection: CollectionConfig = field(default_factory=CollectionConfig)
+
+
+def main() -> None:
+    _cli.setup()
+    args = tyro.cli(Args)
+    print(make_collection(args.collection, args.output))
+
+
+if __name__ == "__main__":
+    main()

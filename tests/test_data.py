@@ -1,0 +1,164 @@
+"""Data tools: camera convention proven by projection, splits, collections, renderer errors."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from nerf_loe.data.cameras import focal_from_fov, project
+from nerf_loe.data.collections import CollectionConfig, make_collection
+from nerf_loe.data.formats import read_info
+from nerf_loe.data.procedural import ProceduralRenderer, ProceduralSceneConfig, SceneObject
+from nerf_loe.data.sparse import make_sparse
+from nerf_loe.errors import DatasetError, RendererError
+
+needs_povray = pytest.mark.skipif(
+    shutil.which("povray") is None, reason="povray not installed (make test installs it)"
+)
+
+
+def alpha_centroid(rgba: np.ndarray) -> np.ndarray:
+    ys, xs = np.nonzero(rgba[..., 3] > 0.5)
+    return np.array([xs.mean() + 0.5, ys.mean() + 0.5])
+
+
+def load_views(dataset, split="train"):
+    from PIL import Image
+
+    meta = json.loads((dataset / f"transforms_{split}.json").read_text())
+    for frame in meta["frames"]:
+        image = np.asarray(Image.open(dataset / (frame["file_path"][2:] + ".png"))).astype(np.float32) / 255
+        yield np.array(frame["transform_matrix"]), meta["camera_angle_x"], image
+
+
+def test_procedural_projection_matches_rendered_pixels():
+    point = np.array([0.3, -0.2, 0.25])
+    ball = SceneObject("sphere", point, np.eye(3), 0.05, np.ones(3))
+    renderer = ProceduralRenderer([ball])
+    from nerf_loe.data.cameras import camera_poses
+
+    width, height = 96, 72
+    focal = focal_from_fov(width, np.deg2rad(40))
+    for c2w in camera_poses(2, 4.0, np.zeros(3), "hemisphere", seed=1):
+        rgba = renderer.render(c2w, focal, width, height)
+        predicted = project(point[None], c2w, focal, width, height)[0]
+        assert np.abs(alpha_centroid(rgba) - predicted).max() < 0.75
+
+
+@needs_povray
+def test_povray_projection_matches_rendered_pixels(tmp_path):
+    from nerf_loe.data.povray import PovrayConfig, pov_to_world, render_povray_scene
+
+    pov_point = np.array([1.0, 2.0, 3.0])
+    scene = tmp_path / "ball.pov"
+    scene.write_text(
+        "sphere { <1, 2, 3>, 0.25 pigment { rgb 1 } finish { emission 1 } }\n"
+        "camera { location <0, 12, -20> look_at <0, 1, 0> }\n"
+    )
+    config = PovrayConfig(width=96, height=72, num_views=2, antialias=None, seed=3)
+    dataset = render_povray_scene(scene, tmp_path / "ds", config, show_progress=False)
+    info = read_info(dataset)
+    world = pov_to_world(pov_point[None], np.array(info["pov_look_at"]), info["pov_scale"])
+    meta = json.loads((dataset / "transforms.json").read_text())
+    from PIL import Image
+
+    for frame in meta["frames"]:
+        rgba = np.asarray(Image.open(dataset / frame["file_path"])).astype(np.float32) / 255
+        predicted = project(world, np.array(frame["transform_matrix"]), meta["fl_x"], 96, 72)[0]
+        assert np.abs(alpha_centroid(rgba) - predicted).max() < 0.75
+
+
+def test_povray_errors(tmp_path, monkeypatch):
+    from nerf_loe.data import povray
+
+    with pytest.raises(RendererError, match=r"scene file .*missing.pov not found"):
+        povray.render_povray_scene(tmp_path / "missing.pov", tmp_path / "out", povray.PovrayConfig())
+    scene = tmp_path / "ok.pov"
+    scene.write_text("sphere { 0, 1 }\n")
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(RendererError, match=r"povray not found: install it with 'apt-get install povray"):
+        povray.render_povray_scene(scene, tmp_path / "out", povray.PovrayConfig())
+
+
+@needs_povray
+def test_povray_parse_error_and_half_written_output(tmp_path):
+    from nerf_loe.data.povray import PovrayConfig, render_povray_scene
+
+    broken = tmp_path / "broken.pov"
+    broken.write_text("sphere { <0, 0, 0>, 1 pigment { rgb 1 }\nbogus_keyword 3\n")
+    with pytest.raises(RendererError, match=r"POV-Ray failed on .*broken.pov: .*(Parse Error|error)"):
+        render_povray_scene(broken, tmp_path / "out", PovrayConfig(num_views=1, width=8, height=6))
+    half = tmp_path / "half"
+    (half / "images").mkdir(parents=True)
+    (half / "images" / "r_000.png").write_bytes(b"")
+    scene = tmp_path / "ok.pov"
+    scene.write_text("sphere { 0, 1 pigment { rgb 1 } }\n")
+    with pytest.raises(DatasetError, match=r"half-written dataset .*pass --resume"):
+        render_povray_scene(scene, half, PovrayConfig(num_views=2, width=8, height=6))
+
+
+def test_sparse_splits_are_deterministic_and_exclude_test_views(tiny_scene, tmp_path):
+    for k in (3, 6, 9):
+        for strategy in ("even", "farthest"):
+            a = read_info(make_sparse(tiny_scene, tmp_path / f"a{k}{strategy}", k, strategy))["splits"]
+            b = read_info(make_sparse(tiny_scene, tmp_path / f"b{k}{strategy}", k, strategy))["splits"]
+            assert a == b and len(a["train"]) == k
+            assert not set(a["train"]) & set(a["test"])
+            assert all(i % 8 != 0 for i in a["train"]) and a["test"] == list(range(0, 24, 8))
+    even = read_info(tmp_path / "a3even")["splits"]["train"]
+    assert even == [1, 12, 23]  # first, middle and last of the 21 non-test views
+    with pytest.raises(DatasetError, match="only 21 non-test views"):
+        make_sparse(tiny_scene, tmp_path / "too_many", 30)
+
+
+def test_sparse_dataset_loads_in_nerfstudio_without_copies(tiny_scene, tmp_path):
+    from nerfstudio.data.dataparsers.blender_dataparser import BlenderDataParserConfig
+    from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
+
+    sparse = make_sparse(tiny_scene, tmp_path / "sparse3", 3)
+    assert (sparse / "images").is_symlink()
+    blender = BlenderDataParserConfig(data=sparse).setup().get_dataparser_outputs("train")
+    assert len(blender.image_filenames) == 3
+    ns = NerfstudioDataParserConfig(data=sparse).setup().get_dataparser_outputs("train")
+    assert len(ns.image_filenames) == 3
+    assert (
+        len(NerfstudioDataParserConfig(data=sparse).setup().get_dataparser_outputs("test").image_filenames)
+        == 3
+    )
+
+
+def test_full_dataset_loads_in_both_dataparsers(tiny_scene):
+    from nerfstudio.data.dataparsers.blender_dataparser import BlenderDataParserConfig
+    from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
+
+    for split, n in (("train", 21), ("val", 3), ("test", 3)):
+        assert (
+            len(
+                BlenderDataParserConfig(data=tiny_scene).setup().get_dataparser_outputs(split).image_filenames
+            )
+            == n
+        )
+        assert (
+            len(
+                NerfstudioDataParserConfig(data=tiny_scene)
+                .setup()
+                .get_dataparser_outputs(split)
+                .image_filenames
+            )
+            == n
+        )
+
+
+def test_collection_index_and_variation(tmp_path):
+    scene = ProceduralSceneConfig(width=16, height=16, num_views=8, supersample=1)
+    out = make_collection(CollectionConfig(num_scenes=3, held_out=1, scene=scene), tmp_path / "coll", False)
+    index = json.loads((out / "index.json").read_text())
+    assert index["train"] == ["scene_000", "scene_001"] and index["held_out"] == ["scene_002"]
+    seeds = {read_info(out / name)["config"]["seed"] for name in index["scenes"]}
+    assert len(seeds) == 3
+    from PIL import Image
+
+    a = np.asarray(Image.open(out / "scene_000" / "images" / "r_000.png"))
+    b = np.asarray(Image.open(out / "scene_001" / "images" / "r_000.png"))
+    assert np.abs(a.astype(int) - b.astype(int)).mean() > 1.0
