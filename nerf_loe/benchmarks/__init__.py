@@ -1,0 +1,1 @@
+"""On-demand benchmarks (scripts that print figures; results live in nerf_loe/benchmarks/results)."""

@@ -1,0 +1,130 @@
+"""Rendering-core benchmark: marching and rendering throughput, memory, and a training-step profile.
+
+Run: ``python -m nerf_loe.benchmarks.rendering [--device cuda]``. Prints samples per second for
+marching and for packed rendering over 1k-64k rays (median of several runs), the peak memory, the
+grid occupancy, and one loe-nerf training step split into its parts, on a field fitted briefly to
+a procedural scene's density (a sphere shell) so the grid culls as in real training.
+"""
+
+from __future__ import annotations
+
+import resource
+import statistics
+import time
+from dataclasses import dataclass
+
+import torch
+import tyro
+
+from nerf_loe.components.tiling import Tiling
+from nerf_loe.fields.loe_field import LoEField
+from nerf_loe.rendering.marcher import GridMarcher, GridMarcherConfig
+from nerf_loe.rendering.volume_rendering import render_weights
+
+
+@dataclass
+class Args:
+    device: str = "cpu"
+    repeats: int = 5
+    ray_counts: tuple[int, ...] = (1024, 4096, 16384, 65536)
+
+
+def timed(fn, repeats: int, device: str) -> float:
+    times = []
+    for _ in range(repeats):
+        if device == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def shell_density(x: torch.Tensor) -> torch.Tensor:
+    r = x.norm(dim=-1)
+    return torch.where((r > 0.5) & (r < 0.6), 50.0, 0.0)
+
+
+def rays(n: int, device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    o = torch.randn(n, 3, device=device)
+    o = o / o.norm(dim=-1, keepdim=True) * 3
+    d = torch.rand(n, 3, device=device) * 1.2 - 0.6 - o
+    return o, d / d.norm(dim=-1, keepdim=True)
+
+
+def main() -> None:
+    args = tyro.cli(Args)
+    aabb = torch.tensor([-1.0, -1, -1, 1, 1, 1], device=args.device)
+    marcher = GridMarcher(GridMarcherConfig(grid_resolution=64), aabb).to(args.device)
+    for step in range(0, 256, 16):
+        marcher.grid.update(step, shell_density, marcher.step_size)
+    print(f"device {args.device}; grid occupancy {marcher.grid.occupied_fraction():.3f} (sphere shell)")
+    print("| rays | samples | march Msamples/s | render Msamples/s | peak MB |")
+    print("|---:|---:|---:|---:|---:|")
+    for n in args.ray_counts:
+        o, d = rays(n, args.device)
+        marcher.train()
+        samples = marcher.sample(o, d)
+        sigmas = shell_density(samples.positions(o, d)).requires_grad_()
+        t_march = timed(lambda o=o, d=d: marcher.sample(o, d), args.repeats, args.device)
+
+        def render(samples=samples, sigmas=sigmas, n=n):
+            w, _, _ = render_weights(samples.t_starts, samples.t_ends, sigmas, samples.ray_indices, n)
+            w.sum().backward()
+
+        t_render = timed(render, args.repeats, args.device)
+        if args.device == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+            marcher.sample(o, d)
+            peak = torch.cuda.max_memory_allocated() / 2**20
+        else:
+            marcher.sample(o, d)
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # process peak RSS
+        m = len(samples)
+        print(f"| {n} | {m} | {m / t_march / 1e6:.2f} | {m / t_render / 1e6:.2f} | {peak:.1f} |")
+
+    # one training step of the LoE field, by part
+    field = LoEField(aabb.view(2, 3), Tiling([(2, 2, 2), (4, 4, 4), (4, 4, 4), (4, 4, 4)])).to(args.device)
+    optimizer = torch.optim.Adam(field.parameters(), lr=1e-3)
+    o, d = rays(4096, args.device)
+    parts: dict[str, list[float]] = {}
+
+    def clock(name: str, fn):
+        if args.device == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        out = fn()
+        if args.device == "cuda":
+            torch.cuda.synchronize()
+        parts.setdefault(name, []).append(time.perf_counter() - start)
+        return out
+
+    for step in range(args.repeats):
+        clock(
+            "grid update (every 16 steps, amortised)",
+            lambda s=step: marcher.grid.update(256 + s * 16, field.density_at, marcher.step_size),
+        )
+        samples = clock("marching + grid early-stop", lambda o=o, d=d: marcher.sample(o, d))
+        pos = samples.positions(o, d)
+        sigma = clock("field forward (density trunk)", lambda pos=pos: field.density_at(pos))
+        loss = clock(
+            "rendering",
+            lambda s=samples, sg=sigma: (
+                render_weights(s.t_starts, s.t_ends, sg, s.ray_indices, 4096)[0].square().sum()
+            ),
+        )
+        clock("backward", loss.backward)
+        clock("optimizer", lambda: (optimizer.step(), optimizer.zero_grad()))
+    amortised = "grid update (every 16 steps, amortised)"
+    parts[amortised] = [t / 16 for t in parts[amortised]]
+    total = sum(statistics.median(v) for v in parts.values())
+    print(f"\ntraining step, 4096 rays, {len(samples)} samples: {total * 1e3:.1f} ms (median per part)")
+    for name, values in parts.items():
+        med = statistics.median(values)
+        print(f"  {name:<42} {med * 1e3:8.1f} ms  {100 * med / total:5.1f}%")
+
+
+if __name__ == "__main__":
+    main()
