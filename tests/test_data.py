@@ -69,6 +69,41 @@ def test_povray_projection_matches_rendered_pixels(tmp_path):
         assert np.abs(alpha_centroid(rgba) - predicted).max() < 0.75
 
 
+@needs_povray
+def test_povray_bbox_framing_ignores_infinite_objects(tmp_path):
+    """The measured box bounds the two spheres (to a probe pixel), not the floor plane or the sky."""
+    from nerf_loe.data.povray import PovrayConfig, orbit_framing, scene_bounds
+
+    scene = tmp_path / "two.pov"
+    scene.write_text(
+        "sphere { <1, 2, 3>, 0.5 pigment { rgb 1 } }\n"
+        "sphere { <-2, 1, 0>, 1 pigment { rgb <1, 0, 0> } }\n"
+        "plane { y, 0 pigment { rgb 0.5 } }\n"
+        "sky_sphere { pigment { rgb <0.5, 0.6, 1> } }\n"
+        "light_source { <10, 20, -10> rgb 1 }\n"
+        "camera { location <0, 5, -12> look_at <0, 1, 0> }\n"
+    )
+    povray = shutil.which("povray")
+    half, resolution = 10.0, 80
+    lo, hi = scene_bounds(povray, scene, np.array([0.0, 1.0, 0.0]), half, resolution)
+    pixel = 2 * half / resolution
+    np.testing.assert_allclose(lo, [-3.0, 0.0, -1.0], atol=pixel)
+    np.testing.assert_allclose(hi, [1.5, 2.5, 3.5], atol=pixel)
+
+    config = PovrayConfig(width=80, height=60)
+    focal = focal_from_fov(80, np.deg2rad(config.fov_deg))
+    centre, radius = orbit_framing(povray, scene, config, focal)
+    np.testing.assert_allclose(centre, [-0.75, 1.25, 1.25], atol=pixel)
+    box_radius = np.linalg.norm([4.5, 2.5, 4.5]) / 2
+    assert box_radius / np.sin(np.arctan(30 / focal)) == pytest.approx(radius, rel=0.15)
+    # The scene camera's framing is kept on request, and explicit values override both.
+    centre, radius = orbit_framing(povray, scene, PovrayConfig(framing="camera"), focal)
+    np.testing.assert_allclose(centre, [0.0, 1.0, 0.0])
+    assert radius == pytest.approx(np.linalg.norm([0.0, 4.0, -12.0]))
+    config = PovrayConfig(look_at=(1.0, 2.0, 3.0), radius=7.0)
+    assert orbit_framing(povray, scene, config, focal)[1] == 7.0
+
+
 def test_povray_errors(tmp_path, monkeypatch):
     from nerf_loe.data import povray
 

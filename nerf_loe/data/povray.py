@@ -9,6 +9,12 @@ scenes, so nerfstudio's default scene boxes fit). ``world = S (pov - look_at) / 
 ``S`` swaps y and z (a reflection, which turns the left-handed frame into a right-handed one).
 Cameras are OpenGL (look along -z), and a pixel at normalised ``(u, v)`` (v down) sees
 ``direction + (u - 1/2) right + (1/2 - v) up`` in POV-Ray, which we match to the pinhole model.
+
+Framing: by default the orbit is centred on the scene's bounding box and sized so the box's
+bounding sphere fills the view. POV-Ray reports no bounding boxes, so we measure one: three
+low-resolution orthographic alpha renders along the axes (silhouettes) in a window around the
+scene camera's look_at. Rows and columns covered edge to edge belong to infinite objects (floor
+planes, sky spheres) and are ignored; what remains bounds the finite geometry.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from rich.progress import Progress
@@ -40,10 +47,13 @@ class PovrayConfig:
     height: int = 75
     num_views: int = 60
     placement: Placement = "hemisphere"
+    framing: Literal["bbox", "camera"] = "bbox"
+    """Default orbit: ``bbox`` fits the scene's measured bounding box in view; ``camera`` reuses the
+    scene camera's look_at and distance (better when a large object, e.g. a table, dwarfs the subject)."""
     radius: float | None = None
-    """Camera distance in POV-Ray units; default: the scene's own camera distance to its look_at."""
+    """Camera distance in POV-Ray units; overrides the framing's."""
     look_at: tuple[float, float, float] | None = None
-    """Orbit centre in POV-Ray coordinates; default: the scene camera's look_at (else the origin)."""
+    """Orbit centre in POV-Ray coordinates; overrides the framing's."""
     fov_deg: float = 40.0
     antialias: float | None = 0.3
     """POV-Ray +A threshold; None disables anti-aliasing."""
@@ -82,16 +92,16 @@ def scene_framing(scene: Path) -> tuple[np.ndarray | None, np.ndarray | None]:
     return (_vector(location.group(1)) if location else None, _vector(target.group(1)) if target else None)
 
 
+def _vec(v: np.ndarray) -> str:
+    return "<" + ", ".join(f"{x:.9g}" for x in v) + ">"
+
+
 def pov_camera(c2w_pov: np.ndarray, focal: float, width: int, height: int) -> str:
     """A POV-Ray camera block for an OpenGL camera-to-world pose expressed in POV-Ray axes."""
     right, up, back, eye = c2w_pov[:3, 0], c2w_pov[:3, 1], c2w_pov[:3, 2], c2w_pov[:3, 3]
-
-    def vec(v: np.ndarray) -> str:
-        return "<" + ", ".join(f"{x:.9g}" for x in v) + ">"
-
     return (
-        f"camera {{ perspective location {vec(eye)} direction {vec(-back)} "
-        f"right {vec(right * width / focal)} up {vec(up * height / focal)} }}\n"
+        f"camera {{ perspective location {_vec(eye)} direction {_vec(-back)} "
+        f"right {_vec(right * width / focal)} up {_vec(up * height / focal)} }}"
     )
 
 
@@ -103,34 +113,78 @@ def _parse_error(output: str) -> str:
     return lines[-1] if lines else "no output"
 
 
-def render_view(
-    povray: str, scene: Path, c2w_pov: np.ndarray, focal: float, config: PovrayConfig, out: Path
+def _run_povray(
+    povray: str, scene: Path, camera: str, size: tuple[int, int], options: list[str], out: Path
 ) -> None:
+    """Render ``scene`` through ``camera`` (a POV-Ray camera block) at ``size`` (w, h) into ``out``."""
     with tempfile.TemporaryDirectory() as tmp:
-        wrapper = Path(tmp) / "view.pov"
-        wrapper.write_text(
-            f'#include "{scene.name}"\n' + pov_camera(c2w_pov, focal, config.width, config.height)
-        )
-        partial = Path(tmp) / "view.png"
-        cmd = [
-            povray,
-            f"+I{wrapper}",
-            f"+O{partial}",
-            f"+L{scene.parent}",
-            f"+W{config.width}",
-            f"+H{config.height}",
-            "+FN",
-            "+UA",
-            "-D",
-            "+WT1",
-            "-V",
-        ]
-        if config.antialias is not None:
-            cmd += [f"+A{config.antialias}", "+AM2"]
+        wrapper, partial = Path(tmp) / "view.pov", Path(tmp) / "view.png"
+        wrapper.write_text(f'#include "{scene.name}"\n{camera}\n')
+        cmd = [povray, f"+I{wrapper}", f"+O{partial}", f"+L{scene.parent}", f"+W{size[0]}", f"+H{size[1]}"]
+        cmd += ["+FN", "+UA", "-D", "+WT1", "-V", *options]
         result = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp)
         if result.returncode != 0 or not partial.is_file():
             raise RendererError(f"POV-Ray failed on {scene}: {_parse_error(result.stdout + result.stderr)}")
         shutil.move(partial, out)  # whole files only: an interrupted run leaves no broken image
+
+
+def render_view(
+    povray: str, scene: Path, c2w_pov: np.ndarray, focal: float, config: PovrayConfig, out: Path
+) -> None:
+    options = [f"+A{config.antialias}", "+AM2"] if config.antialias is not None else ["-A"]
+    camera = pov_camera(c2w_pov, focal, config.width, config.height)
+    _run_povray(povray, scene, camera, (config.width, config.height), options, out)
+
+
+def scene_bounds(
+    povray: str, scene: Path, centre: np.ndarray, half_size: float, resolution: int = 96
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Bounding box (POV-Ray units) of the scene's finite geometry in a cube window, or None.
+
+    Three orthographic silhouettes along x, y and z; in each, rows and columns covered from edge
+    to edge (infinite planes, sky spheres) are dropped and the rest bounds the two in-image axes.
+    Accurate to one probe pixel, ``2 half_size / resolution``, and clipped to the window.
+    """
+    from PIL import Image
+
+    lo, hi = np.full(3, np.inf), np.full(3, -np.inf)
+    pixel, axes = 2 * half_size / resolution, np.eye(3)
+    with tempfile.TemporaryDirectory() as tmp:
+        for view, (a, b) in enumerate([(1, 2), (2, 0), (0, 1)]):  # image right along a, up along b
+            eye = centre + 4 * half_size * axes[view]
+            camera = (
+                f"camera {{ orthographic location {_vec(eye)} direction {_vec(-axes[view])} "
+                f"right {_vec(2 * half_size * axes[a])} up {_vec(2 * half_size * axes[b])} }}"
+            )
+            image = Path(tmp) / f"probe{view}.png"
+            _run_povray(povray, scene, camera, (resolution, resolution), ["-A"], image)
+            mask = np.asarray(Image.open(image))[..., 3] > 0
+            mask &= ~mask.all(axis=1, keepdims=True) & ~mask.all(axis=0, keepdims=True)
+            rows, cols = np.nonzero(mask)
+            if rows.size == 0:
+                continue
+            # Column j covers right-coordinates centre - half + [j, j + 1] pixel; rows run down.
+            lo[a] = min(lo[a], centre[a] - half_size + cols.min() * pixel)
+            hi[a] = max(hi[a], centre[a] - half_size + (cols.max() + 1) * pixel)
+            lo[b] = min(lo[b], centre[b] + half_size - (rows.max() + 1) * pixel)
+            hi[b] = max(hi[b], centre[b] + half_size - rows.min() * pixel)
+    return (lo, hi) if np.isfinite(lo).all() else None
+
+
+def orbit_framing(povray: str, scene: Path, config: PovrayConfig, focal: float) -> tuple[np.ndarray, float]:
+    """Orbit centre and camera distance (POV-Ray units): the config's, else the box's or camera's."""
+    location, target = scene_framing(scene)
+    centre = target if target is not None else np.zeros(3)
+    distance = float(np.linalg.norm(location - centre)) if location is not None else 10.0
+    if config.framing == "bbox" and (config.look_at is None or config.radius is None):
+        bounds = scene_bounds(povray, scene, centre, half_size=1.5 * distance)
+        if bounds is not None:
+            lo, hi = bounds
+            centre = (lo + hi) / 2
+            half_fov = np.arctan(0.5 * min(config.width, config.height) / focal)
+            distance = float(np.linalg.norm(hi - lo) / 2 / np.sin(half_fov))
+    look_at = np.array(config.look_at, dtype=float) if config.look_at is not None else centre
+    return look_at, config.radius if config.radius is not None else distance
 
 
 def render_povray_scene(scene: Path, out_dir: Path, config: PovrayConfig, show_progress: bool = True) -> Path:
@@ -144,21 +198,10 @@ def render_povray_scene(scene: Path, out_dir: Path, config: PovrayConfig, show_p
     check_output_folder(out_dir, config.resume)
     (out_dir / "images").mkdir(parents=True, exist_ok=True)
 
-    location, target = scene_framing(scene)
-    look_at = (
-        np.array(config.look_at)
-        if config.look_at is not None
-        else (target if target is not None else np.zeros(3))
-    )
-    if config.radius is not None:
-        radius = config.radius
-    elif location is not None:
-        radius = float(np.linalg.norm(location - look_at))
-    else:
-        radius = 10.0
+    focal = focal_from_fov(config.width, np.deg2rad(config.fov_deg))
+    look_at, radius = orbit_framing(povray, scene, config, focal)
     scale = radius / config.dataset_radius
     poses = camera_poses(config.num_views, config.dataset_radius, np.zeros(3), config.placement, config.seed)
-    focal = focal_from_fov(config.width, np.deg2rad(config.fov_deg))
 
     def to_pov(c2w: np.ndarray) -> np.ndarray:
         pov = np.eye(4)
