@@ -34,6 +34,20 @@ def test_homogeneous_slab_transmittance_and_weights():
     assert torch.allclose(trans[behind], torch.tensor(math.exp(-sigma * thickness)), atol=1e-4)
 
 
+def test_huge_density_on_one_ray_leaves_later_rays_exact():
+    """Packed prefix sums span the batch: an infinite density must not leak into other rays."""
+    t = torch.linspace(0.0, 1.0, 11)
+    t_starts, t_ends = torch.cat([t[:-1], t[:-1]]), torch.cat([t[1:], t[1:]])
+    ray_indices = torch.repeat_interleave(torch.arange(2), 10)
+    sigmas = torch.cat([torch.full((10,), float("inf")), torch.full((10,), 2.0)]).requires_grad_()
+    weights, trans, _ = render_weights(t_starts, t_ends, sigmas, ray_indices, 2, "torch")
+    assert weights[:10].sum().item() == pytest.approx(1.0)
+    assert weights[10:].sum().item() == pytest.approx(1 - math.exp(-2.0), abs=1e-6)
+    torch.testing.assert_close(trans[10:], torch.exp(-2.0 * t[:-1]), atol=1e-6, rtol=0)
+    weights[10:].sum().backward()
+    assert torch.isfinite(sigmas.grad).all()
+
+
 def test_empty_grid_gives_no_samples_and_background():
     marcher = GridMarcher(GridMarcherConfig(grid_resolution=8, backend="torch"), AABB).eval()
     marcher.grid.binaries.zero_()

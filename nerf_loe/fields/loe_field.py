@@ -82,11 +82,16 @@ class LoEField(Field):
 
     def trunk_outputs(self, positions: Float[Tensor, "n 3"]) -> tuple[Tensor, Tensor]:
         """Density [n, 1] and geometry feature [n, geo_feat_dim] at world positions."""
+        n = positions.shape[0]
+        if n == 0:  # a batch the grid culled entirely: evaluate one point so the graph stays connected
+            positions = positions.new_zeros(1, 3)
         x = self.normalizer(positions)
         raw = self.trunk(self.position_encoding(x), x)
-        density = trunc_exp(raw[:, :1] - 1.0)
+        # Capped where trunc_exp stops its gradient: exp(15) already makes any step opaque, and an
+        # unbounded exp overflows to inf on a diverging batch, then NaN in the rendering sums.
+        density = trunc_exp(torch.clamp(raw[:, :1] - 1.0, max=15.0))
         density = density * self.normalizer.inside(positions)[:, None]
-        return density, raw[:, 1:]
+        return density[:n], raw[:n, 1:]
 
     def density_at(self, positions: Float[Tensor, "n 3"]) -> Float[Tensor, " n"]:
         """Density at world positions: the function the renderer and occupancy grid call."""
@@ -96,7 +101,7 @@ class LoEField(Field):
         positions = ray_samples.frustums.get_positions()
         shape = positions.shape[:-1]
         density, feature = self.trunk_outputs(positions.reshape(-1, 3))
-        return density.reshape(*shape, 1), feature.reshape(*shape, -1)
+        return density.reshape(*shape, 1), feature.reshape(*shape, self.geo_feat_dim)
 
     def get_outputs(
         self, ray_samples: RaySamples, density_embedding: Tensor | None = None

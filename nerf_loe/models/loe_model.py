@@ -65,9 +65,10 @@ class LoEModelConfig(ModelConfig):
     color_layers: int = 2
     activation: Activation = "relu"
     unbounded: bool = False
-    """Real captures: scene contraction, 4 grid levels, growing steps, last-sample background."""
-    background_color: BackgroundColor | None = None
-    """None: white for bounded scenes, last_sample for unbounded."""
+    """Real captures: scene contraction, 4 grid levels, steps growing with distance."""
+    background_color: BackgroundColor = "last_sample"
+    """last_sample: each ray's last sample colour fills the transmittance left, so opaque photos
+    (sky, floors outside the box) need no opaque wall; white/black/random for known backgrounds."""
     marcher: GridMarcherConfig = field(default_factory=GridMarcherConfig)
     eval_num_rays_per_chunk: int = 4096
 
@@ -103,9 +104,7 @@ class LoEModel(Model):
             implementation=choose_implementation(self.kwargs.get("device")),
         )
         self.marcher = cfg.marcher.setup(aabb=aabb.flatten())
-        self.background: BackgroundColor = cfg.background_color or (
-            "last_sample" if cfg.unbounded else "white"
-        )
+        self.background: BackgroundColor = cfg.background_color
         from torchmetrics.functional import structural_similarity_index_measure
         from torchmetrics.image import PeakSignalNoiseRatio
 

@@ -19,6 +19,11 @@ from nerf_loe.rendering.backend import Backend, resolve_backend
 
 BackgroundColor = Literal["white", "black", "random", "last_sample"]
 
+MAX_OPTICAL_DEPTH = 30.0
+"""Per-sample optical depth cap in the transmittance sums: exp(-30) ~ 1e-13 already hides all
+behind, and the cap keeps the batch-wide float64 prefix sums finite and exact (one infinite or
+huge density would otherwise poison every later ray with inf - inf or rounding)."""
+
 
 def _exclusive_segment_sum(values: Tensor, ray_indices: Tensor, n_rays: int) -> Tensor:
     inclusive = torch.cumsum(values.double(), 0)
@@ -42,7 +47,7 @@ def render_weights(
 
         return render_weight_from_density(t_starts, t_ends, sigmas, ray_indices=ray_indices, n_rays=n_rays)
     tau = sigmas * (t_ends - t_starts)
-    trans = torch.exp(-_exclusive_segment_sum(tau, ray_indices, n_rays))
+    trans = torch.exp(-_exclusive_segment_sum(tau.clamp(max=MAX_OPTICAL_DEPTH), ray_indices, n_rays))
     alphas = 1.0 - torch.exp(-tau)
     return trans * alphas, trans, alphas
 
