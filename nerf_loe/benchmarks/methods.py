@@ -1,0 +1,250 @@
+"""Method benchmark: loe-nerf against its equal-MAC baselines and nerfstudio's nerfacto.
+
+Run: ``python -m nerf_loe.benchmarks.methods [--width 100 --height 75] [--budget-s 600]``.
+
+Every method trains with its shipped config (only the data and device are set) on the same
+scene and split (the demo POV-Ray scene by default, Blender format), each in its own process so
+its peak memory is its own. Training stops after ``budget_s`` seconds of training time (evaluation
+is not counted) or ``max_steps``. Test-view PSNR/SSIM are measured at fractions of the budget and
+at ``equal_steps`` iterations, giving the equal-time and equal-iteration comparisons. Writes
+``<out>.md`` (the table and the command), ``<out>.json`` (the curves) and ``<out>.png`` (PSNR vs
+training time).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import multiprocessing
+import resource
+import shlex
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import tyro
+from torch import nn
+
+from nerf_loe.errors import ConfigError, install_excepthook
+
+RESULTS = Path(__file__).parent / "results"
+
+
+@dataclass
+class BenchmarkArgs:
+    scene: Path | None = None
+    """Blender-format dataset; default: the demo scene (chess2) rendered at width x height under data/."""
+    width: int = 100
+    height: int = 75
+    methods: tuple[str, ...] = ("loe-nerf", "mlp-nerf", "partition-nerf", "nerfacto")
+    budget_s: float = 600.0
+    """Training wall-clock per method, seconds (evaluation excluded)."""
+    max_steps: int = 1_000_000
+    equal_steps: int = 1000
+    """Iteration at which methods are also compared (methods that don't reach it in budget show '-')."""
+    eval_fractions: tuple[float, ...] = (0.125, 0.25, 0.5, 1.0)
+    """Points of the budget at which test metrics are measured (the curve of the plot)."""
+    device: str = "cuda" if torch.cuda.is_available() else "cpu"
+    out: Path = RESULTS / "methods_cpu"
+    """Output stem: writes .md, .json and .png."""
+
+
+@dataclass
+class EvalPoint:
+    step: int
+    train_s: float
+    psnr: float
+    ssim: float
+
+
+@dataclass
+class MethodResult:
+    method: str
+    steps: int
+    train_s: float
+    rays_per_batch: int
+    rays_per_s: float
+    macs_per_sample: int
+    macs_note: str
+    params: int
+    peak_mb: float
+    curve: list[EvalPoint]
+
+
+def macs_per_sample(model: nn.Module) -> tuple[int, str]:
+    """MACs per sample of the model's field: its own count, else the field's linear layers."""
+    field = getattr(model, "field", model)
+    if hasattr(field, "complexity"):
+        return sum(m for m, _ in field.complexity().values()), ""
+    linear = sum(m.in_features * m.out_features for m in field.modules() if isinstance(m, nn.Linear))
+    return linear, "field MLPs only (no hash lookups, no proposal networks)"
+
+
+def _evaluate(pipeline, step: int, train_s: float) -> EvalPoint:
+    pipeline.eval()
+    with torch.no_grad():
+        metrics = pipeline.get_average_eval_image_metrics(step=step)
+    pipeline.train()
+    return EvalPoint(step, train_s, float(metrics["psnr"]), float(metrics["ssim"]))
+
+
+def run_method(method: str, scene: Path, args: BenchmarkArgs) -> MethodResult:
+    """Train one method for the budget in this process and measure it (the worker of :func:`main`)."""
+    with tempfile.TemporaryDirectory(prefix="nerf_loe_bench_") as tmp:
+        return _train_and_measure(method, scene, args, Path(tmp))
+
+
+def _train_and_measure(method: str, scene: Path, args: BenchmarkArgs, output_dir: Path) -> MethodResult:
+    from nerfstudio.configs.method_configs import all_methods
+    from nerfstudio.data.dataparsers.blender_dataparser import BlenderDataParserConfig
+    from nerfstudio.engine.callbacks import TrainingCallbackLocation
+
+    import nerf_loe.method_configs  # noqa: F401  (offline LPIPS, checkpoint fixes)
+
+    config = copy.deepcopy(all_methods[method])
+    config.pipeline.datamanager.dataparser = BlenderDataParserConfig(data=scene)
+    config.pipeline.datamanager.data = scene
+    config.machine.device_type = args.device
+    config.vis = "tensorboard"
+    config.output_dir = output_dir
+    config.set_timestamp()
+    trainer = config.setup(local_rank=0, world_size=1)
+    trainer.setup(test_mode="test")
+    pipeline = trainer.pipeline
+    rays_per_batch = pipeline.datamanager.get_train_rays_per_batch()
+    macs, note = macs_per_sample(pipeline.model)
+    if args.device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+
+    checkpoints = sorted(f * args.budget_s for f in args.eval_fractions)
+    curve: list[EvalPoint] = []
+    train_s, step = 0.0, 0
+    while step < args.max_steps and train_s < args.budget_s:
+        if args.device == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        pipeline.train()
+        for callback in trainer.callbacks:
+            callback.run_callback_at_location(step, TrainingCallbackLocation.BEFORE_TRAIN_ITERATION)
+        trainer.train_iteration(step)
+        for callback in trainer.callbacks:
+            callback.run_callback_at_location(step, TrainingCallbackLocation.AFTER_TRAIN_ITERATION)
+        if args.device == "cuda":
+            torch.cuda.synchronize()
+        train_s += time.perf_counter() - start
+        step += 1
+        due = checkpoints and train_s >= checkpoints[0]
+        while checkpoints and train_s >= checkpoints[0]:
+            checkpoints.pop(0)
+        if due or step == args.equal_steps:
+            curve.append(_evaluate(pipeline, step, train_s))
+            print(f"{method}: step {step}, {train_s:.0f} s, test PSNR {curve[-1].psnr:.2f} dB", flush=True)
+    if not curve or curve[-1].step != step:
+        curve.append(_evaluate(pipeline, step, train_s))
+
+    if args.device == "cuda":
+        peak_mb = torch.cuda.max_memory_allocated() / 2**20
+    else:
+        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # this worker's peak RSS
+    return MethodResult(
+        method=method,
+        steps=step,
+        train_s=train_s,
+        rays_per_batch=rays_per_batch,
+        rays_per_s=rays_per_batch * step / train_s,
+        macs_per_sample=macs,
+        macs_note=note,
+        params=sum(p.numel() for p in pipeline.model.parameters()),
+        peak_mb=peak_mb,
+        curve=curve,
+    )
+
+
+def _at_steps(result: MethodResult, steps: int) -> EvalPoint | None:
+    return next((p for p in result.curve if p.step == steps), None)
+
+
+def table(results: list[MethodResult], args: BenchmarkArgs) -> str:
+    """The markdown comparison table."""
+    baseline = next((r for r in results if r.method == "nerfacto"), None)
+    head = (
+        f"| method | PSNR @ {args.budget_s:.0f} s | SSIM @ {args.budget_s:.0f} s | steps in budget "
+        f"| PSNR @ {args.equal_steps} steps | SSIM @ {args.equal_steps} steps | train rays/s "
+        f"| MACs/sample | params | peak MB |"
+    )
+    lines = [head, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in results:
+        final, equal = r.curve[-1], _at_steps(r, args.equal_steps)
+        speed = f"{r.rays_per_s:,.0f}"
+        if baseline is not None and r is not baseline:
+            speed += f" ({r.rays_per_s / baseline.rays_per_s:.1f}x)"
+        macs = f"{r.macs_per_sample:,d}" + ("*" if r.macs_note else "")
+        lines.append(
+            f"| {r.method} | {final.psnr:.2f} | {final.ssim:.3f} | {r.steps} "
+            f"| {f'{equal.psnr:.2f}' if equal else '-'} | {f'{equal.ssim:.3f}' if equal else '-'} "
+            f"| {speed} | {macs} | {r.params:,d} | {r.peak_mb:,.0f} |"
+        )
+    notes = {r.macs_note for r in results if r.macs_note}
+    return "\n".join(lines + [f"\n\\* {note}" for note in sorted(notes)])
+
+
+def plot(results: list[MethodResult], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for r in results:
+        ax.plot([p.train_s for p in r.curve], [p.psnr for p in r.curve], marker="o", label=r.method)
+    ax.set_xscale("log")
+    ax.set_xlabel("training time (s, evaluation excluded)")
+    ax.set_ylabel("test PSNR (dB)")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main() -> None:
+    install_excepthook()
+    args = tyro.cli(BenchmarkArgs)
+    from nerfstudio.configs.method_configs import all_methods
+
+    unknown = [m for m in args.methods if m not in all_methods]
+    if unknown:
+        raise ConfigError(f"unknown method(s) {unknown}; choose from: {', '.join(sorted(all_methods))}")
+    if args.scene is None:
+        from nerf_loe.demo import default_scene
+
+        scene = default_scene(Path("data"), args.width, args.height)
+    else:
+        scene = args.scene
+    results: list[MethodResult] = []
+    for method in args.methods:  # one fresh process each: own memory peak, no shared state
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            results.append(pool.submit(run_method, method, scene, args).result())
+        print(f"{method}: {results[-1].curve[-1].psnr:.2f} dB after {results[-1].steps} steps", flush=True)
+
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    command = "python -m nerf_loe.benchmarks.methods " + shlex.join(sys.argv[1:])
+    title = f"{scene.name}, {args.device}, {args.budget_s:.0f} s per method"
+    text = (
+        f"# Method benchmark: {title}\n\nCommand: `{command}`\n\n{table(results, args)}\n\n"
+        f"![PSNR vs time]({args.out.name}.png)\n"
+    )
+    args.out.with_suffix(".md").write_text(text)
+    payload = {"command": command, "scene": str(scene), "results": [asdict(r) for r in results]}
+    args.out.with_suffix(".json").write_text(json.dumps(payload, indent=1, default=str))
+    plot(results, args.out.with_suffix(".png"), title)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+"""The method benchmark's harness: its measurements and its table, on a tiny scene."""
+
+import math
+
+import pytest
+import torch
+
+from nerf_loe.benchmarks.methods import (
+    BenchmarkArgs,
+    EvalPoint,
+    MethodResult,
+    macs_per_sample,
+    plot,
+    run_method,
+    table,
+)
+from nerf_loe.components.tiling import Tiling
+from nerf_loe.fields.loe_field import LoEField
+
+
+def _result(method: str, rays_per_s: float, curve: list[EvalPoint], note: str = "") -> MethodResult:
+    return MethodResult(method, curve[-1].step, curve[-1].train_s, 1024, rays_per_s, 100, note, 5, 1.0, curve)
+
+
+def test_table_reports_ratios_to_nerfacto_and_unreached_equal_steps():
+    args = BenchmarkArgs(budget_s=60, equal_steps=100)
+    loe = _result("loe-nerf", 800.0, [EvalPoint(100, 10.0, 20.0, 0.5), EvalPoint(600, 60.0, 25.0, 0.7)])
+    nerfacto = _result("nerfacto", 100.0, [EvalPoint(4, 60.0, 12.0, 0.2)], note="field MLPs only")
+    text = table([loe, nerfacto], args)
+    rows = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| ")}
+    loe_cells = [c.strip() for c in rows["loe-nerf"].split("|")[1:-1]]
+    assert loe_cells[1:6] == ["25.00", "0.700", "600", "20.00", "0.500"]
+    assert loe_cells[6] == "800 (8.0x)"
+    nerfacto_cells = [c.strip() for c in rows["nerfacto"].split("|")[1:-1]]
+    assert nerfacto_cells[4:6] == ["-", "-"] and nerfacto_cells[7] == "100*"
+    assert "\\* field MLPs only" in text
+
+
+def test_macs_per_sample_uses_the_fields_own_count_else_its_linears():
+    field = LoEField(torch.tensor([[-1.0] * 3, [1.0] * 3]), Tiling([(2, 2, 2), (4, 4, 4)]), hidden_dim=16)
+    model = torch.nn.Module()
+    model.field = field
+    assert macs_per_sample(model) == (sum(m for m, _ in field.complexity().values()), "")
+    plain = torch.nn.Module()
+    plain.field = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+    macs, note = macs_per_sample(plain)
+    assert macs == 3 * 8 + 8 * 2 and note
+
+
+def test_run_method_measures_training_and_test_metrics(tiny_scene, tmp_path):
+    args = BenchmarkArgs(budget_s=1e9, max_steps=12, equal_steps=6, device="cpu")
+    result = run_method("mlp-nerf", tiny_scene, args)
+    assert result.steps == 12
+    assert [p.step for p in result.curve] == [6, 12]
+    assert all(math.isfinite(p.psnr) and 0 < p.ssim <= 1 for p in result.curve)
+    assert result.curve[1].train_s > result.curve[0].train_s > 0
+    assert result.rays_per_s == pytest.approx(result.rays_per_batch * 12 / result.train_s)
+    assert result.macs_per_sample > 0 and result.params > 0 and result.peak_mb > 0
+    plot([result], tmp_path / "curve.png", "tiny")
+    assert (tmp_path / "curve.png").stat().st_size > 1000
