@@ -137,10 +137,8 @@ def _train_and_measure(method: str, scene: Path, args: BenchmarkArgs, output_dir
             torch.cuda.synchronize()
         train_s += time.perf_counter() - start
         step += 1
-        due = checkpoints and train_s >= checkpoints[0]
-        while checkpoints and train_s >= checkpoints[0]:
-            checkpoints.pop(0)
-        if due or step == args.equal_steps:
+        if (checkpoints and train_s >= checkpoints[0]) or step == args.equal_steps:
+            checkpoints = [c for c in checkpoints if c > train_s]  # one evaluation for all passed
             curve.append(_evaluate(pipeline, step, train_s))
             print(f"{method}: step {step}, {train_s:.0f} s, test PSNR {curve[-1].psnr:.2f} dB", flush=True)
     if not curve or curve[-1].step != step:

@@ -104,7 +104,6 @@ class LoEModel(Model):
             implementation=choose_implementation(self.kwargs.get("device")),
         )
         self.marcher = cfg.marcher.setup(aabb=aabb.flatten())
-        self.background: BackgroundColor = cfg.background_color
         from torchmetrics.functional import structural_similarity_index_measure
         from torchmetrics.image import PeakSignalNoiseRatio
 
@@ -149,7 +148,7 @@ class LoEModel(Model):
             field_outputs[FieldHeadNames.DENSITY][:, 0],
             field_outputs[FieldHeadNames.RGB],
             n_rays,
-            self.background,
+            self.config.background_color,
         )
 
     def _target_rgb(self, image: Tensor, background: Tensor) -> Tensor:
