@@ -24,15 +24,16 @@ def _result(method: str, rays_per_s: float, curve: list[EvalPoint], note: str = 
 
 def test_table_reports_ratios_to_nerfacto_and_unreached_equal_steps():
     args = BenchmarkArgs(budget_s=60, equal_steps=100)
-    loe = _result("loe-nerf", 800.0, [EvalPoint(100, 10.0, 20.0, 0.5), EvalPoint(600, 60.0, 25.0, 0.7)])
+    loe = _result("loe-nerf", 800.0, [EvalPoint(100, 10.0, 20.0, 0.5, 23.0), EvalPoint(600, 60.0, 25.0, 0.7)])
     nerfacto = _result("nerfacto", 100.0, [EvalPoint(4, 60.0, 12.0, 0.2)], note="field MLPs only")
     text = table([loe, nerfacto], args)
     rows = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| ")}
     loe_cells = [c.strip() for c in rows["loe-nerf"].split("|")[1:-1]]
-    assert loe_cells[1:6] == ["25.00", "0.700", "600", "20.00", "0.500"]
-    assert loe_cells[6] == "800 (8.0x)"
+    assert loe_cells[1:7] == ["25.00", "0.700", "600", "20.00", "0.500", "23.00"]
+    assert loe_cells[7] == "800 (8.0x)"
     nerfacto_cells = [c.strip() for c in rows["nerfacto"].split("|")[1:-1]]
-    assert nerfacto_cells[4:6] == ["-", "-"] and nerfacto_cells[7] == "100*"
+    assert nerfacto_cells[4:7] == ["-", "-", "-"] and nerfacto_cells[8] == "100*"
+    assert all(len(line.split("|")) == len(text.splitlines()[0].split("|")) for line in rows.values())
     assert "\\* field MLPs only" in text
 
 
@@ -48,11 +49,12 @@ def test_macs_per_sample_uses_the_fields_own_count_else_its_linears():
 
 
 def test_run_method_measures_training_and_test_metrics(tiny_scene, tmp_path):
-    args = BenchmarkArgs(budget_s=1e9, max_steps=12, equal_steps=6, device="cpu")
+    args = BenchmarkArgs(budget_s=1e9, max_steps=12, equal_steps=6, device="cpu", train_views=2)
     result = run_method("mlp-nerf", tiny_scene, args)
     assert result.steps == 12
     assert [p.step for p in result.curve] == [6, 12]
     assert all(math.isfinite(p.psnr) and 0 < p.ssim <= 1 for p in result.curve)
+    assert all(p.train_psnr is not None and 5 < p.train_psnr < 60 for p in result.curve)
     assert result.curve[1].train_s > result.curve[0].train_s > 0
     assert result.rays_per_s == pytest.approx(result.rays_per_batch * 12 / result.train_s)
     assert result.macs_per_sample > 0 and result.params > 0 and result.peak_mb > 0

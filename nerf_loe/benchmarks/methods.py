@@ -6,9 +6,10 @@ Every method trains with its shipped config (only the data and device are set) o
 scene and split (the demo POV-Ray scene by default, Blender format), each in its own process so
 its peak memory is its own. Training stops after ``budget_s`` seconds of training time (evaluation
 is not counted) or ``max_steps``. Test-view PSNR/SSIM are measured at fractions of the budget and
-at ``equal_steps`` iterations, giving the equal-time and equal-iteration comparisons. Writes
+at ``equal_steps`` iterations, giving the equal-time and equal-iteration comparisons; PSNR on a
+few training views is measured alongside, so fitting (capacity) and generalisation separate. Writes
 ``<out>.md`` (the table and the command), ``<out>.json`` (the curves) and ``<out>.png`` (PSNR vs
-training time).
+training time and vs iteration).
 """
 
 from __future__ import annotations
@@ -48,6 +49,9 @@ class BenchmarkArgs:
     """Iteration at which methods are also compared (methods that don't reach it in budget show '-')."""
     eval_fractions: tuple[float, ...] = (0.125, 0.25, 0.5, 1.0)
     """Points of the budget at which test metrics are measured (the curve of the plot)."""
+    train_views: int = 4
+    """Training views also scored at every evaluation (0: none). Fitting error separates capacity
+    (how well the network fits what it saw) from generalisation to the test views."""
     device: str = "cuda" if torch.cuda.is_available() else "cpu"
     out: Path = RESULTS / "methods_cpu"
     """Output stem: writes .md, .json and .png."""
@@ -59,6 +63,8 @@ class EvalPoint:
     train_s: float
     psnr: float
     ssim: float
+    train_psnr: float | None = None
+    """Mean PSNR over ``train_views`` training views (None when not measured)."""
 
 
 @dataclass
@@ -84,12 +90,28 @@ def macs_per_sample(model: nn.Module) -> tuple[int, str]:
     return linear, "field MLPs only (no hash lookups, no proposal networks)"
 
 
-def _evaluate(pipeline, step: int, train_s: float) -> EvalPoint:
+def _train_view_psnr(pipeline, views: int) -> float | None:
+    """Mean PSNR of full renders of ``views`` training images, evenly spaced over the split."""
+    if views <= 0:
+        return None
+    dataset = pipeline.datamanager.train_dataset
+    model = pipeline.model
+    cameras = dataset.cameras.to(model.device)
+    psnrs = []
+    for i in torch.linspace(0, len(dataset) - 1, min(views, len(dataset))).round().long().tolist():
+        outputs = model.get_outputs_for_camera(cameras[i : i + 1])
+        batch = {"image": dataset[i]["image"].to(model.device)}
+        psnrs.append(model.get_image_metrics_and_images(outputs, batch)[0]["psnr"])
+    return float(sum(psnrs) / len(psnrs))
+
+
+def _evaluate(pipeline, step: int, train_s: float, train_views: int) -> EvalPoint:
     pipeline.eval()
     with torch.no_grad():
         metrics = pipeline.get_average_eval_image_metrics(step=step)
+        train_psnr = _train_view_psnr(pipeline, train_views)
     pipeline.train()
-    return EvalPoint(step, train_s, float(metrics["psnr"]), float(metrics["ssim"]))
+    return EvalPoint(step, train_s, float(metrics["psnr"]), float(metrics["ssim"]), train_psnr)
 
 
 def run_method(method: str, scene: Path, args: BenchmarkArgs) -> MethodResult:
@@ -139,10 +161,10 @@ def _train_and_measure(method: str, scene: Path, args: BenchmarkArgs, output_dir
         step += 1
         if (checkpoints and train_s >= checkpoints[0]) or step == args.equal_steps:
             checkpoints = [c for c in checkpoints if c > train_s]  # one evaluation for all passed
-            curve.append(_evaluate(pipeline, step, train_s))
+            curve.append(_evaluate(pipeline, step, train_s, args.train_views))
             print(f"{method}: step {step}, {train_s:.0f} s, test PSNR {curve[-1].psnr:.2f} dB", flush=True)
     if not curve or curve[-1].step != step:
-        curve.append(_evaluate(pipeline, step, train_s))
+        curve.append(_evaluate(pipeline, step, train_s, args.train_views))
 
     if args.device == "cuda":
         peak_mb = torch.cuda.max_memory_allocated() / 2**20
@@ -171,21 +193,22 @@ def table(results: list[MethodResult], args: BenchmarkArgs) -> str:
     baseline = next((r for r in results if r.method == "nerfacto"), None)
     head = (
         f"| method | PSNR @ {args.budget_s:.0f} s | SSIM @ {args.budget_s:.0f} s | steps in budget "
-        f"| PSNR @ {args.equal_steps} steps | SSIM @ {args.equal_steps} steps | train rays/s "
-        f"| MACs/sample | params | peak MB |"
+        f"| PSNR @ {args.equal_steps} steps | SSIM @ {args.equal_steps} steps "
+        f"| train-view PSNR @ {args.equal_steps} steps | train rays/s | MACs/sample | params | peak MB |"
     )
-    lines = [head, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [head, "|---|" + "---:|" * 10]
     for r in results:
         final, equal = r.curve[-1], _at_steps(r, args.equal_steps)
         speed = f"{r.rays_per_s:,.0f}"
         if baseline is not None and r is not baseline:
             speed += f" ({r.rays_per_s / baseline.rays_per_s:.1f}x)"
         macs = f"{r.macs_per_sample:,d}" + ("*" if r.macs_note else "")
-        lines.append(
-            f"| {r.method} | {final.psnr:.2f} | {final.ssim:.3f} | {r.steps} "
-            f"| {f'{equal.psnr:.2f}' if equal else '-'} | {f'{equal.ssim:.3f}' if equal else '-'} "
-            f"| {speed} | {macs} | {r.params:,d} | {r.peak_mb:,.0f} |"
-        )
+        at_equal = ["-"] * 3
+        if equal is not None:
+            fitted = "-" if equal.train_psnr is None else f"{equal.train_psnr:.2f}"
+            at_equal = [f"{equal.psnr:.2f}", f"{equal.ssim:.3f}", fitted]
+        cells = [r.method, f"{final.psnr:.2f}", f"{final.ssim:.3f}", str(r.steps), *at_equal, speed, macs]
+        lines.append("| " + " | ".join(cells + [f"{r.params:,d}", f"{r.peak_mb:,.0f}"]) + " |")
     notes = {r.macs_note for r in results if r.macs_note}
     return "\n".join(lines + [f"\n\\* {note}" for note in sorted(notes)])
 
@@ -196,15 +219,35 @@ def plot(results: list[MethodResult], path: Path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, (by_time, by_step) = plt.subplots(1, 2, figsize=(11, 4))
     for r in results:
-        ax.plot([p.train_s for p in r.curve], [p.psnr for p in r.curve], marker="o", label=r.method)
-    ax.set_xscale("log")
-    ax.set_xlabel("training time (s, evaluation excluded)")
-    ax.set_ylabel("test PSNR (dB)")
-    ax.set_title(title)
-    ax.grid(True, alpha=0.3)
-    ax.legend()
+        line = by_time.plot(
+            [p.train_s for p in r.curve], [p.psnr for p in r.curve], marker="o", label=r.method
+        )
+        color = line[0].get_color()
+        by_step.plot(
+            [p.step for p in r.curve], [p.psnr for p in r.curve], marker="o", color=color, label=r.method
+        )
+        fitted = [p for p in r.curve if p.train_psnr is not None]
+        if fitted:
+            by_step.plot(
+                [p.step for p in fitted],
+                [p.train_psnr for p in fitted],
+                "--",
+                marker="x",
+                color=color,
+                label=f"{r.method} (train views)",
+            )
+    by_time.set_xlabel("training time (s, evaluation excluded)")
+    by_step.set_xlabel("iteration")
+    for ax in (by_time, by_step):
+        ax.set_xscale("log")
+        ax.set_ylabel("PSNR (dB)")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+    by_time.set_title("test views")
+    by_step.set_title("test views (solid), training views (dashed)")
+    fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -232,7 +275,10 @@ def main() -> None:
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     command = "python -m nerf_loe.benchmarks.methods " + shlex.join(sys.argv[1:])
-    title = f"{scene.name}, {args.device}, {args.budget_s:.0f} s per method"
+    limit = f"{args.budget_s:.0f} s"
+    if args.max_steps != BenchmarkArgs.max_steps:
+        limit += f" or {args.max_steps} steps"
+    title = f"{scene.name}, {args.device}, {limit} per method"
     text = (
         f"# Method benchmark: {title}\n\nCommand: `{command}`\n\n{table(results, args)}\n\n"
         f"![PSNR vs time]({args.out.name}.png)\n"
