@@ -7,10 +7,10 @@ from nerfstudio.data.scene_box import SceneBox
 from nerf_loe.models.loe_model import LoEModelConfig
 
 
-def _model(background_color="white"):
+def _model():
     torch.manual_seed(0)
     box = SceneBox(aabb=torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]]))
-    config = LoEModelConfig(banks=("2x2x2", "2x2x2"), hidden_dim=16, background_color=background_color)
+    config = LoEModelConfig(banks=("2x2x2", "2x2x2"), hidden_dim=16, background_color="white")
     return config.setup(scene_box=box, num_train_data=1)
 
 
@@ -31,29 +31,6 @@ def test_fully_culled_batch_renders_background_and_backpropagates():
     loss.backward()
     grads = [p.grad for p in model.field.parameters() if p.grad is not None]
     assert grads and all(g.abs().max() == 0 for g in grads)
-
-
-def test_learned_background_fills_culled_rays_and_learns_an_environment_map():
-    """Rays with no samples show the background network's colour for their direction, and the
-    network (in the optimiser's param group) learns a direction-dependent target."""
-    model = _model("learned")
-    assert model.config.background_color == LoEModelConfig().background_color  # the default
-    model.marcher.grid.binaries.zero_()
-    rays = _rays(64)
-    outputs = model.get_outputs(rays)
-    torch.testing.assert_close(outputs["rgb"], model.background(rays.directions))
-    target = (rays.directions + 1.0) / 2.0  # a smooth environment map
-    params = model.get_param_groups()["fields"]
-    assert {id(p) for p in model.background.parameters()} <= {id(p) for p in params}
-    optimizer = torch.optim.Adam(params, lr=1e-2)
-    first = None
-    for _ in range(150):
-        loss = (model.get_outputs(rays)["rgb"] - target).square().mean()
-        first = loss.item() if first is None else first
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    assert loss.item() < first / 20, (first, loss.item())
 
 
 def test_occupied_batch_gets_nonzero_gradients():

@@ -8,7 +8,6 @@ KiloNeRF-style grid of small networks.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
 
 import torch
 from nerfstudio.cameras.rays import Frustums, RayBundle, RaySamples
@@ -26,7 +25,6 @@ from nerf_loe.components.tiled_mlp import Activation
 from nerf_loe.components.tiling import Blending, Tiling, TilingLayout
 from nerf_loe.errors import ConfigError
 from nerf_loe.evaluation.complexity import format_complexity
-from nerf_loe.fields.background import DirectionalBackground
 from nerf_loe.fields.loe_field import LoEField
 from nerf_loe.rendering.marcher import GridMarcherConfig
 from nerf_loe.rendering.volume_rendering import BackgroundColor
@@ -68,10 +66,9 @@ class LoEModelConfig(ModelConfig):
     activation: Activation = "relu"
     unbounded: bool = False
     """Real captures: scene contraction, 4 grid levels, steps growing with distance."""
-    background_color: BackgroundColor | Literal["learned"] = "learned"
-    """learned: a small network maps each ray's direction to the colour of what lies beyond the
-    box (walls, sky, floors in opaque photos); last_sample: the colour of each ray's last sample
-    (black when the grid culled them all); white/black/random for known backgrounds."""
+    background_color: BackgroundColor = "last_sample"
+    """last_sample: each ray's last sample colour fills the transmittance left, so opaque photos
+    (sky, floors outside the box) need no opaque wall; white/black/random for known backgrounds."""
     marcher: GridMarcherConfig = field(default_factory=GridMarcherConfig)
     eval_num_rays_per_chunk: int = 4096
 
@@ -106,7 +103,6 @@ class LoEModel(Model):
             contract=cfg.unbounded,
             implementation=choose_implementation(self.kwargs.get("device")),
         )
-        self.background = DirectionalBackground() if cfg.background_color == "learned" else None
         self.marcher = cfg.marcher.setup(aabb=aabb.flatten())
         from torchmetrics.functional import structural_similarity_index_measure
         from torchmetrics.image import PeakSignalNoiseRatio
@@ -117,8 +113,7 @@ class LoEModel(Model):
         CONSOLE.print(format_complexity(type(self).__name__, self.field.complexity()))
 
     def get_param_groups(self) -> dict[str, list[Parameter]]:
-        background = [] if self.background is None else list(self.background.parameters())
-        return {"fields": list(self.field.parameters()) + background}
+        return {"fields": list(self.field.parameters())}
 
     def get_training_callbacks(
         self, training_callback_attributes: TrainingCallbackAttributes
@@ -148,13 +143,12 @@ class LoEModel(Model):
             )
         )
         field_outputs = self.field(ray_samples)
-        background = self.config.background_color if self.background is None else self.background(rays_d)
         return self.marcher.render(
             samples,
             field_outputs[FieldHeadNames.DENSITY][:, 0],
             field_outputs[FieldHeadNames.RGB],
             n_rays,
-            background,
+            self.config.background_color,
         )
 
     def _target_rgb(self, image: Tensor, background: Tensor) -> Tensor:

@@ -136,23 +136,15 @@ class GridMarcher(nn.Module):
         sigmas: Float[Tensor, " n"],
         rgbs: Float[Tensor, "n 3"],
         n_rays: int,
-        background: BackgroundColor | Float[Tensor, "r 3"],
+        background: BackgroundColor,
     ) -> dict[str, Tensor]:
-        """Composite colour, accumulation and expected depth per ray.
-
-        ``background`` is a fixed kind or a colour per ray (e.g. a learned background's output).
-        """
+        """Composite colour, accumulation and expected depth per ray."""
         weights, _, _ = render_weights(
             samples.t_starts, samples.t_ends, sigmas, samples.ray_indices, n_rays, self.config.backend
         )
         t_mid = (samples.t_starts + samples.t_ends)[:, None] / 2
         acc = accumulate(torch.ones_like(t_mid), weights, samples.ray_indices, n_rays)
-        if isinstance(background, Tensor):
-            bg = background
-        else:
-            bg = background_colors(
-                background, n_rays, sigmas.device, self.training, rgbs, samples.ray_indices
-            )
+        bg = background_colors(background, n_rays, sigmas.device, self.training, rgbs, samples.ray_indices)
         rgb = accumulate(rgbs, weights, samples.ray_indices, n_rays) + (1.0 - acc) * bg
         depth = accumulate(t_mid, weights, samples.ray_indices, n_rays) / acc.clamp(min=1e-10)
         counts: Int[Tensor, " r"] = torch.bincount(samples.ray_indices, minlength=n_rays)
