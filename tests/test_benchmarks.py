@@ -49,7 +49,9 @@ def test_macs_per_sample_uses_the_fields_own_count_else_its_linears():
 
 
 def test_run_method_measures_training_and_test_metrics(tiny_scene, tmp_path):
-    args = BenchmarkArgs(budget_s=1e9, max_steps=12, equal_steps=6, device="cpu", train_views=2)
+    args = BenchmarkArgs(
+        budget_s=1e9, max_steps=12, equal_steps=6, device="cpu", train_views=2, scale_factor=0.5
+    )
     result = run_method("mlp-nerf", tiny_scene, args)
     assert result.steps == 12
     assert [p.step for p in result.curve] == [6, 12]

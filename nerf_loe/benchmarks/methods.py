@@ -49,6 +49,9 @@ class BenchmarkArgs:
     """Iteration at which methods are also compared (methods that don't reach it in budget show '-')."""
     eval_fractions: tuple[float, ...] = (0.125, 0.25, 0.5, 1.0)
     """Points of the budget at which test metrics are measured (the curve of the plot)."""
+    scale_factor: float = 1.0
+    """Blender dataparser's camera scale: below 1 the orbit shrinks, so more of a scene that overflows
+    the fixed [-1.5, 1.5]^3 box (the demo's board and table) falls inside the modelled volume."""
     train_views: int = 4
     """Training views also scored at every evaluation (0: none). Fitting error separates capacity
     (how well the network fits what it saw) from generalisation to the test views."""
@@ -128,7 +131,9 @@ def _train_and_measure(method: str, scene: Path, args: BenchmarkArgs, output_dir
     import nerf_loe.method_configs  # noqa: F401  (offline LPIPS, checkpoint fixes)
 
     config = copy.deepcopy(all_methods[method])
-    config.pipeline.datamanager.dataparser = BlenderDataParserConfig(data=scene)
+    config.pipeline.datamanager.dataparser = BlenderDataParserConfig(
+        data=scene, scale_factor=args.scale_factor
+    )
     config.pipeline.datamanager.data = scene
     config.machine.device_type = args.device
     config.vis = "tensorboard"
