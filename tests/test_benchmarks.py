@@ -15,6 +15,7 @@ from nerf_loe.benchmarks.methods import (
     table,
 )
 from nerf_loe.components.tiling import Tiling
+from nerf_loe.errors import ConfigError
 from nerf_loe.fields.loe_field import LoEField
 
 
@@ -46,6 +47,11 @@ def test_macs_per_sample_uses_the_fields_own_count_else_its_linears():
     plain.field = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
     macs, note = macs_per_sample(plain)
     assert macs == 3 * 8 + 8 * 2 and note
+
+
+def test_args_reject_a_non_positive_scale_factor():
+    with pytest.raises(ConfigError, match="scale-factor"):
+        BenchmarkArgs(scale_factor=0.0)
 
 
 def test_run_method_measures_training_and_test_metrics(tiny_scene, tmp_path):

@@ -59,6 +59,10 @@ class BenchmarkArgs:
     out: Path = RESULTS / "methods_cpu"
     """Output stem: writes .md, .json and .png."""
 
+    def __post_init__(self) -> None:
+        if not self.scale_factor > 0:
+            raise ConfigError(f"--scale-factor must be positive, got {self.scale_factor}")
+
 
 @dataclass
 class EvalPoint:
