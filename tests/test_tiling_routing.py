@@ -1,25 +1,97 @@
-"""Tiled-bank layers: exactness, index formula, routed vs naive reference, linear blending."""
+"""Tiled-bank layers: exactness, index formula, routed vs naive reference, linear blending.
 
+Bank selection is checked against hand-computed values and against a slow per-sample, per-bank
+Python loop written from the LoE formulas (docs/methods.md section 1), never against the code's
+own vectorised expressions.
+"""
+
+import itertools
+import math
+
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from nerf_loe.components.routing import routed_linear
+from nerf_loe.components.routing import Routes, routed_linear
 from nerf_loe.components.tiled_linear import TiledLinear
 from nerf_loe.components.tiled_mlp import TiledMLP
 from nerf_loe.components.tiling import Tiling
 from nerf_loe.errors import ConfigError
 
+# --- helpers ---------------------------------------------------------------------------------
 
-def test_single_bank_equals_nn_linear_exactly():
-    torch.manual_seed(0)
-    layer = TiledLinear(7, 5, num_banks=1)
-    reference = nn.Linear(7, 5)
-    reference.weight.data.copy_(layer.weight[0])
-    reference.bias.data.copy_(layer.bias)
-    x = torch.randn(33, 7)
-    selection = Tiling([(1, 1, 1)]).select(torch.rand(33, 3), 0)
-    assert torch.equal(layer(x, selection), reference(x))
+
+def per_bank_weights(tiling: Tiling, x: torch.Tensor, layer: int) -> torch.Tensor:
+    """The code's selection as a dense [n, banks] table: each candidate's weight added to its bank.
+
+    Order-independent (candidates that land on the same bank, e.g. clamped partition corners, add
+    up), so it compares directly with a per-bank reference.
+    """
+    selection = tiling.select(x, layer)
+    weight = selection.weight if selection.weight is not None else torch.ones_like(selection.index)
+    dense = torch.zeros(x.shape[0], tiling.num_banks(layer), dtype=torch.float64)
+    return dense.scatter_add_(1, selection.index.T, weight.T.double())
+
+
+def hand_table(rows: list[dict[int, float]], num_banks: int) -> torch.Tensor:
+    """Hand-written ``{bank: weight}`` per sample as a dense [n, banks] table (absent banks: 0)."""
+    table = torch.zeros(len(rows), num_banks, dtype=torch.float64)
+    for i, row in enumerate(rows):
+        for bank, w in row.items():
+            table[i, bank] = w
+    return table
+
+
+def paper_tent(q: float, j: int, n: int) -> float:
+    """LoE's periodic tent for bank ``j`` of ``n`` along one axis: max(0, 1 - |(q + 1 - j) mod n - 1|).
+
+    With a single bank along the axis it owns every position (weight 1); the closed form, which
+    sees only one periodic image of the tent, would give frac(q) there.
+    """
+    if n == 1:
+        return 1.0
+    return max(0.0, 1.0 - abs((q + 1.0 - j) % n - 1.0))
+
+
+def clamped_tent(q: float, j: int, n: int) -> float:
+    """Non-repeating (partition) tent: the coordinate is held at the first / last bank centre."""
+    return max(0.0, 1.0 - abs(min(max(q, 0.0), n - 1.0) - j))
+
+
+def reference_weights(
+    bank_counts: list[tuple[int, ...]], layout: str, blending: str, x: torch.Tensor, layer: int
+) -> torch.Tensor:
+    """Slow per-sample, per-bank [n, banks] weights straight from the formulas.
+
+    Per axis the scale is C_l = B_0 * ... * B_l (hierarchical), C_L (interleaved) or B_l
+    (partition), q = x * C. Nearest: bank coordinate floor(q) mod B_l (floor(q) for partitions).
+    Linear: the documented convention centres tents on cell centres, i.e. the paper's kernel
+    evaluated at q - 1/2 (the paper's q = alpha * p + beta with beta = -1/2). Banks are flattened
+    row-major (numpy's ravel_multi_index).
+    """
+    counts = bank_counts[layer]
+    if layout == "partition":
+        scale = list(counts)
+    else:
+        last = len(bank_counts) - 1 if layout == "interleaved" else layer
+        scale = [math.prod(c[axis] for c in bank_counts[: last + 1]) for axis in range(len(counts))]
+    table = torch.zeros(x.shape[0], math.prod(counts), dtype=torch.float64)
+    for i, point in enumerate(x.tolist()):
+        q = [p * c for p, c in zip(point, scale, strict=True)]
+        if blending == "nearest":
+            cells = [math.floor(qa) for qa in q]
+            coords = cells if layout == "partition" else [c % n for c, n in zip(cells, counts, strict=True)]
+            table[i, int(np.ravel_multi_index(coords, counts))] = 1.0
+            continue
+        tent = clamped_tent if layout == "partition" else paper_tent
+        for coords in itertools.product(*(range(n) for n in counts)):
+            w = math.prod(tent(qa - 0.5, j, n) for qa, j, n in zip(q, coords, counts, strict=True))
+            table[i, int(np.ravel_multi_index(coords, counts))] += w
+    return table
+
+
+# --- bank selection: nearest -----------------------------------------------------------------
 
 
 def test_hierarchical_indices_match_formula_on_hand_points():
@@ -55,8 +127,153 @@ def test_interleaved_and_partition_layouts():
     assert partition.select(x, 1).index[0].tolist() == [0, 1, 2, 3]
 
 
+# --- bank selection: linear blending, by hand -----------------------------------------------
+# Tents are centred on cell centres: per axis s = x * C - 1/2, banks floor(s) and floor(s) + 1
+# with weights 1 - frac(s) and frac(s); repeating tilings wrap the bank (mod B), partitions clamp.
+
+
+def test_linear_blending_1d_repeating_wraps_around_by_hand():
+    x = torch.tensor([[0.0], [0.05], [0.125], [0.3], [0.95], [1.0]])
+    one_layer = Tiling([(4,)], blending="linear")  # C = 4
+    expected = [
+        {3: 0.5, 0: 0.5},  # s = -0.5: halfway between bank 0 and its left neighbour, bank 3
+        {3: 0.3, 0: 0.7},  # s = -0.3
+        {0: 1.0},  # s = 0: the centre of bank 0
+        {0: 0.3, 1: 0.7},  # s = 0.7
+        {3: 0.7, 0: 0.3},  # s = 3.3: the right neighbour of bank 3 is bank 0
+        {3: 0.5, 0: 0.5},  # x = 1 (clamped to 1 - 1e-6): s = 3.5
+    ]
+    torch.testing.assert_close(per_bank_weights(one_layer, x, 0), hand_table(expected, 4), atol=1e-5, rtol=0)
+
+    two_layers = Tiling([(2,), (4,)], blending="linear")  # layer 1: C = 8, B = 4: wraps inside the box too
+    x = torch.tensor([[0.02], [0.5], [0.95]])
+    expected = [
+        {3: 0.34, 0: 0.66},  # s = 0.16 - 0.5 = -0.34
+        {3: 0.5, 0: 0.5},  # s = 3.5: cells 3 and 4 -> banks 3 and 4 mod 4 = 0
+        {3: 0.9, 0: 0.1},  # s = 7.1: cells 7 and 8 -> banks 3 and 0
+    ]
+    torch.testing.assert_close(per_bank_weights(two_layers, x, 1), hand_table(expected, 4), atol=1e-5, rtol=0)
+
+
+def test_linear_blending_1d_partition_clamps_by_hand():
+    tiling = Tiling([(4,)], layout="partition", blending="linear")  # C = B = 4
+    x = torch.tensor([[0.0], [0.05], [0.3], [0.6], [0.95], [1.0]])
+    expected = [
+        {0: 1.0},  # s = -0.5: both corners clamp to bank 0 (0.5 + 0.5)
+        {0: 1.0},  # s = -0.3: 0.3 + 0.7, both on bank 0
+        {0: 0.3, 1: 0.7},  # s = 0.7: interior, as for repeating tilings
+        {1: 0.1, 2: 0.9},  # s = 1.9
+        {3: 1.0},  # s = 3.3: 0.7 + 0.3, the right corner clamps back to bank 3
+        {3: 1.0},  # x = 1
+    ]
+    torch.testing.assert_close(per_bank_weights(tiling, x, 0), hand_table(expected, 4), atol=1e-5, rtol=0)
+
+
+def test_linear_blending_2d_by_hand():
+    # banks (2, 3), flat index 3 * i0 + i1; x = (0.1, 0.9): s = (0.2 - 0.5, 2.7 - 0.5) = (-0.3, 2.2)
+    x = torch.tensor([[0.1, 0.9], [0.5, 0.5], [0.9, 0.4]])
+    repeating = Tiling([(2, 3)], blending="linear")
+    expected = [
+        # axis 0: bank 1 (wrapped) 0.3, bank 0 0.7; axis 1: bank 2 0.8, bank 0 (wrapped) 0.2
+        {3 * 0 + 2: 0.56, 3 * 0 + 0: 0.14, 3 * 1 + 2: 0.24, 3 * 1 + 0: 0.06},
+        # s = (0.5, 1.0): axis 0 banks 0, 1 at 0.5 each; axis 1 bank 1 alone
+        {3 * 0 + 1: 0.5, 3 * 1 + 1: 0.5},
+        # s = (1.3, 0.7): axis 0 bank 1 0.7, bank 0 (wrapped) 0.3; axis 1 bank 0 0.3, bank 1 0.7
+        {3 * 1 + 0: 0.21, 3 * 1 + 1: 0.49, 3 * 0 + 0: 0.09, 3 * 0 + 1: 0.21},
+    ]
+    torch.testing.assert_close(per_bank_weights(repeating, x, 0), hand_table(expected, 6), atol=1e-5, rtol=0)
+
+    partition = Tiling([(2, 3)], layout="partition", blending="linear")
+    expected = [
+        {3 * 0 + 2: 1.0},  # axis 0 clamps to bank 0, axis 1 clamps to bank 2
+        {3 * 0 + 1: 0.5, 3 * 1 + 1: 0.5},  # interior: same as repeating
+        {3 * 1 + 0: 0.3, 3 * 1 + 1: 0.7},  # axis 0 clamps to bank 1
+    ]
+    torch.testing.assert_close(per_bank_weights(partition, x, 0), hand_table(expected, 6), atol=1e-5, rtol=0)
+
+
+# --- bank selection: every layout against the slow per-bank reference -----------------------
+
+
+@pytest.mark.parametrize("blending", ["nearest", "linear"])
+@pytest.mark.parametrize("layout", ["hierarchical", "interleaved", "partition"])
+def test_selection_matches_per_bank_reference_loop(layout, blending):
+    bank_counts = [(2, 1, 3), (3, 2, 4), (2, 2, 2)]  # an axis with a single bank included
+    tiling = Tiling(bank_counts, layout=layout, blending=blending)
+    torch.manual_seed(3)
+    x = torch.rand(100, 3)
+    for layer in range(tiling.num_layers):
+        got = per_bank_weights(tiling, x, layer)
+        expected = reference_weights(bank_counts, layout, blending, x, layer)
+        torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+        if blending == "linear":
+            selection = tiling.select(x, layer)
+            assert selection.index.shape == (8, 100)  # 2^d candidates
+            assert selection.weight.min() >= 0 and selection.weight.max() <= 1
+            torch.testing.assert_close(selection.weight.sum(0), torch.ones(100))
+
+
+def test_linear_blending_weights_sum_to_one_and_are_continuous():
+    tiling = Tiling([(4, 4)], blending="linear")
+    torch.manual_seed(2)
+    x = torch.rand(500, 2)
+    weights = tiling.select(x, 0).weight
+    torch.testing.assert_close(weights.sum(0), torch.ones(500))
+    # a linearly blended layer is continuous across a cell border (x0 = 0.5 is a border at scale 4)
+    layer = TiledLinear(3, 2, 16)
+    feat = torch.randn(1, 3)
+    below = torch.tensor([[0.5 - 1e-5, 0.3]])
+    above = torch.tensor([[0.5 + 1e-5, 0.3]])
+    out_below = layer(feat, tiling.select(below, 0))
+    out_above = layer(feat, tiling.select(above, 0))
+    torch.testing.assert_close(out_below, out_above, atol=1e-3, rtol=0)
+    nearest = Tiling([(4, 4)])
+    jump = (layer(feat, nearest.select(below, 0)) - layer(feat, nearest.select(above, 0))).abs().max()
+    assert jump > 1e-2  # whereas nearest blending jumps there
+
+
+# --- routing and tiled layers ----------------------------------------------------------------
+
+
+def test_routed_linear_uses_the_selected_bank():
+    weight = torch.stack([torch.eye(2), 2 * torch.eye(2), -torch.eye(2)])
+    x = torch.ones(3, 2)
+    out = routed_linear(x, weight, torch.tensor([2, 0, 1]))
+    assert out.tolist() == [[-1, -1], [1, 1], [2, 2]]
+
+
+def test_routing_zero_samples_gives_empty_output_and_zero_grads():
+    weight = torch.randn(3, 4, 5, requires_grad=True)
+    out = Routes(torch.zeros(0, dtype=torch.long), 3).apply(torch.zeros(0, 5), weight)
+    assert out.shape == (0, 4)
+    out.sum().backward()
+    assert weight.grad is not None and torch.equal(weight.grad, torch.zeros_like(weight))
+
+
+@pytest.mark.parametrize("blending", ["nearest", "linear"])
+def test_tiled_mlp_zero_samples(blending):
+    mlp = TiledMLP(6, 8, 4, Tiling([(2, 2, 2), (4, 4, 4)], blending=blending))
+    out = mlp(torch.zeros(0, 6), torch.zeros(0, 3))
+    assert out.shape == (0, 4)
+    out.sum().backward()
+    assert all(torch.equal(p.grad, torch.zeros_like(p)) for p in mlp.parameters())
+
+
+def test_single_bank_equals_nn_linear_exactly():
+    torch.manual_seed(0)
+    layer = TiledLinear(7, 5, num_banks=1)
+    reference = nn.Linear(7, 5)
+    reference.weight.data.copy_(layer.weight[0])
+    reference.bias.data.copy_(layer.bias)
+    x = torch.randn(33, 7)
+    selection = Tiling([(1, 1, 1)]).select(torch.rand(33, 3), 0)
+    assert torch.equal(layer(x, selection), reference(x))
+
+
 @pytest.mark.parametrize("blending", ["nearest", "linear"])
 def test_routed_matches_naive_per_sample_reference(blending):
+    # routing (sort, per-bank matmul, scatter) vs materialised per-sample weight matrices; the
+    # selection itself is checked against the reference loop above
     torch.manual_seed(1)
     tiling = Tiling([(2, 2, 2), (3, 2, 4)], blending=blending)
     mlp = TiledMLP(6, 9, 4, tiling)
@@ -84,30 +301,7 @@ def test_routed_matches_naive_per_sample_reference(blending):
         torch.testing.assert_close(g, g_ref, rtol=1e-4, atol=1e-6)
 
 
-def test_routed_linear_uses_the_selected_bank():
-    weight = torch.stack([torch.eye(2), 2 * torch.eye(2), -torch.eye(2)])
-    x = torch.ones(3, 2)
-    out = routed_linear(x, weight, torch.tensor([2, 0, 1]))
-    assert out.tolist() == [[-1, -1], [1, 1], [2, 2]]
-
-
-def test_linear_blending_weights_sum_to_one_and_are_continuous():
-    tiling = Tiling([(4, 4)], blending="linear")
-    torch.manual_seed(2)
-    x = torch.rand(500, 2)
-    weights = tiling.select(x, 0).weight
-    torch.testing.assert_close(weights.sum(0), torch.ones(500))
-    # a linearly blended layer is continuous across a cell border (x0 = 0.5 is a border at scale 4)
-    layer = TiledLinear(3, 2, 16)
-    feat = torch.randn(1, 3)
-    below = torch.tensor([[0.5 - 1e-5, 0.3]])
-    above = torch.tensor([[0.5 + 1e-5, 0.3]])
-    out_below = layer(feat, tiling.select(below, 0))
-    out_above = layer(feat, tiling.select(above, 0))
-    torch.testing.assert_close(out_below, out_above, atol=1e-3, rtol=0)
-    nearest = Tiling([(4, 4)])
-    jump = (layer(feat, nearest.select(below, 0)) - layer(feat, nearest.select(above, 0))).abs().max()
-    assert jump > 1e-2  # whereas nearest blending jumps there
+# --- configuration errors --------------------------------------------------------------------
 
 
 def test_bad_tiling_configs_are_reported():

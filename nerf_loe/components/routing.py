@@ -31,8 +31,8 @@ class Routes:
         self, x: Float[Tensor, "n d_in"], weight: Float[Tensor, "banks d_out d_in"]
     ) -> Float[Tensor, "n d_out"]:
         """``out[i] = weight[bank_index[i]] @ x[i]`` for every sample, without a bias."""
-        if len(self.banks) == 1:  # one bank used: a plain matmul, no gather/scatter
-            return x @ weight[self.banks[0]].T
+        if len(self.banks) <= 1:  # one bank used (or no samples): a plain matmul, no gather/scatter
+            return x @ weight[self.banks[0] if self.banks else 0].T
         grouped = x.index_select(0, self.order).split(self.sizes)
         out = torch.cat([chunk @ weight[b].T for chunk, b in zip(grouped, self.banks, strict=True)])
         return torch.empty_like(out).index_copy(0, self.order, out)
