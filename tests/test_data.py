@@ -2,6 +2,8 @@
 
 import json
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -102,6 +104,117 @@ def test_povray_bbox_framing_ignores_infinite_objects(tmp_path):
     assert radius == pytest.approx(np.linalg.norm([0.0, 4.0, -12.0]))
     config = PovrayConfig(look_at=(1.0, 2.0, 3.0), radius=7.0)
     assert orbit_framing(povray, scene, config, focal)[1] == 7.0
+
+
+def test_povray_scene_camera_is_the_last_one_outside_comments(tmp_path):
+    """POV-Ray's scene camera is the last placed one; comments (nested too) and strings don't count."""
+    from nerf_loe.data.povray import scene_framing
+
+    scene = tmp_path / "cameras.pov"
+    scene.write_text(
+        "#declare camera_pos = <0, 3, -9>;\n"
+        "camera { location <1, 1, 1> look_at <0, 0, 0> }  // replaced by the camera below\n"
+        "#declare Spare = camera { location <4, 4, 4> look_at <0, 0, 0> }\n"
+        "sphere { 0, 1 pigment { rgb 1 } }\n"
+        "camera {\n"
+        "  location <2, 3, -9>  // camera { location <6, 6, 6> look_at <0, 0, 0> }\n"
+        "  normal { bumps 0.2 scale <1, 2, 1> }\n"
+        "  look_at <0, 1.5, 0>\n"
+        "}\n"
+        "// camera { location <7, 7, 7> look_at <0, 0, 0> }\n"
+        "/* retired cameras:\n"
+        "   /* camera { location <8, 8, 8> look_at <0, 0, 0> } */\n"
+        "   camera { location <9, 9, 9> look_at <0, 0, 0> }\n"
+        "*/\n"
+        '#debug "camera { location <10, 10, 10> look_at <0, 0, 0> } \\" }\\n"\n'
+    )
+    location, look_at = scene_framing(scene)
+    np.testing.assert_array_equal(location, [2.0, 3.0, -9.0])
+    np.testing.assert_array_equal(look_at, [0.0, 1.5, 0.0])
+
+    # camera { Name } starts from the declared camera Name; a lone declared camera is used as is.
+    scene.write_text(
+        "#declare Front = camera { location <0, 1, -40> look_at <0, 1, 0> }\n"
+        "#declare Diagonal = camera { location <20, 20, -20> right x look_at <0, 0.5, 0> }\n"
+        "camera{Diagonal}\n"
+    )
+    location, look_at = scene_framing(scene)
+    np.testing.assert_array_equal(location, [20.0, 20.0, -20.0])
+    np.testing.assert_array_equal(look_at, [0.0, 0.5, 0.0])
+    scene.write_text("#declare MyCamera = camera { location <1, 2, 3> look_at <4, 5, 6> }\n")
+    location, look_at = scene_framing(scene)
+    np.testing.assert_array_equal(location, [1.0, 2.0, 3.0])
+    np.testing.assert_array_equal(look_at, [4.0, 5.0, 6.0])
+    # Expressions are not evaluated: such items are None.
+    scene.write_text("camera { location <0, 2*3, -9> look_at y }\n")
+    assert scene_framing(scene) == (None, None)
+
+
+@needs_povray
+def test_povray_framing_without_camera_or_finite_geometry_asks_for_options(tmp_path):
+    from nerf_loe.data.povray import PovrayConfig, orbit_framing
+
+    scene = tmp_path / "empty.pov"
+    scene.write_text(
+        "plane { y, 0 pigment { rgb 0.5 } }\n"
+        "sky_sphere { pigment { rgb <0.5, 0.6, 1> } }\n"
+        "light_source { <10, 20, -10> rgb 1 }\n"
+    )
+    povray = shutil.which("povray")
+    focal = focal_from_fov(80, np.deg2rad(40.0))
+    for framing in ("bbox", "camera"):
+        with pytest.raises(RendererError) as error:
+            orbit_framing(povray, scene, PovrayConfig(width=80, height=60, framing=framing), focal)
+        message = str(error.value)
+        assert "\n" not in message and str(scene) in message
+        assert "--render.look-at X Y Z" in message and "--render.radius R" in message
+    with pytest.raises(RendererError, match=r"pass --render.radius R$"):
+        orbit_framing(povray, scene, PovrayConfig(look_at=(0.0, 1.0, 0.0)), focal)
+    with pytest.raises(RendererError, match=r"pass --render.look-at X Y Z$"):
+        orbit_framing(povray, scene, PovrayConfig(radius=5.0, framing="camera"), focal)
+    centre, radius = orbit_framing(povray, scene, PovrayConfig(look_at=(0.0, 1.0, 0.0), radius=5.0), focal)
+    np.testing.assert_array_equal(centre, [0.0, 1.0, 0.0])
+    assert radius == 5.0
+
+    # One option given: the other comes from the box (no camera needed) ...
+    scene.write_text(scene.read_text() + "sphere { <1, 2, 3>, 1 pigment { rgb 1 } }\n")
+    centre, radius = orbit_framing(povray, scene, PovrayConfig(width=80, height=60, radius=5.0), focal)
+    np.testing.assert_allclose(centre, [1.0, 2.0, 3.0], atol=0.5)
+    assert radius == 5.0
+    # ... or from the camera's location, measured from the given centre.
+    scene.write_text("camera { location <0, 4, -3> look_at y }\n")
+    centre, radius = orbit_framing(
+        povray, scene, PovrayConfig(look_at=(0.0, 0.0, 1.0), framing="camera"), focal
+    )
+    np.testing.assert_array_equal(centre, [0.0, 0.0, 1.0])
+    assert radius == pytest.approx(np.linalg.norm([0.0, 4.0, -4.0]))
+
+
+@pytest.mark.slow
+@needs_povray
+def test_povray_cli_prints_framing_error_as_one_line(tmp_path):
+    scene = tmp_path / "empty.pov"
+    scene.write_text("plane { y, 0 pigment { rgb 0.5 } }\n")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "nerf_loe.data_scripts.povray",
+            "--scene",
+            str(scene),
+            "--output",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: cannot frame the orbit around {scene}")
+    assert lines[0].endswith("pass --render.look-at X Y Z and --render.radius R")
+    assert not (tmp_path / "out").exists()  # nothing written before the framing is known
 
 
 def test_povray_errors(tmp_path, monkeypatch):

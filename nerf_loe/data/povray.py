@@ -14,7 +14,9 @@ Framing: by default the orbit is centred on the scene's bounding box and sized s
 bounding sphere fills the view. POV-Ray reports no bounding boxes, so we measure one: three
 low-resolution orthographic alpha renders along the axes (silhouettes) in a window around the
 scene camera's look_at. Rows and columns covered edge to edge belong to infinite objects (floor
-planes, sky spheres) and are ignored; what remains bounds the finite geometry.
+planes, sky spheres) and are ignored; what remains bounds the finite geometry. When neither the
+config, the box nor the scene camera gives the orbit's centre or distance, framing fails with a
+``RendererError`` asking for ``--render.look-at`` / ``--render.radius``.
 """
 
 from __future__ import annotations
@@ -81,15 +83,84 @@ def _vector(text: str) -> np.ndarray | None:
     return np.array(values) if len(values) == 3 else None
 
 
+def strip_comments(text: str) -> str:
+    """``text`` with POV-Ray comments blanked and string literals emptied (``"..."`` -> ``""``).
+
+    ``//`` comments run to the end of the line; ``/* ... */`` comments nest (as in POV-Ray 3.7,
+    only ``/*`` and ``*/`` count inside them). Each comment becomes one space, so it still
+    separates the tokens around it.
+    """
+    out, i, n = [], 0, len(text)
+    while i < n:
+        pair = text[i : i + 2]
+        if pair == "//":
+            end = text.find("\n", i)
+            i = n if end < 0 else end  # keep the newline
+            out.append(" ")
+        elif pair == "/*":
+            depth, i = 1, i + 2
+            while i < n and depth:
+                pair = text[i : i + 2]
+                if pair in ("/*", "*/"):
+                    depth += 1 if pair == "/*" else -1
+                    i += 2
+                else:
+                    i += 1
+            out.append(" ")
+        elif text[i] == '"':
+            i += 1
+            while i < n and text[i] not in '"\n':
+                i += 2 if text[i] == "\\" else 1
+            i += 1  # the closing quote
+            out.append('""')
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out)
+
+
+def _closing_brace(text: str, start: int) -> int:
+    """Index of the ``}`` matching the ``{`` at ``start`` (the text's length if unbalanced)."""
+    depth = 0
+    for i in range(start, len(text)):
+        depth += {"{": 1, "}": -1}.get(text[i], 0)
+        if depth == 0:
+            return i
+    return len(text)
+
+
+_CAMERA = re.compile(r"(?:#\s*(?:declare|local)\s+(\w+)\s*=\s*)?\bcamera\s*\{")
+_CAMERA_ITEMS = {
+    "location": re.compile(r"\blocation\s*<([^<>]*)>"),
+    "look_at": re.compile(r"\blook_at\s*<([^<>]*)>"),
+}
+
+
 def scene_framing(scene: Path) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """The scene camera's location and look_at (POV-Ray units), when written as plain numbers."""
-    text = scene.read_text(errors="replace")
-    block = re.search(r"camera\s*\{(.*?)\}", text, re.S)
-    if block is None:
-        return None, None
-    location = re.search(r"location\s*<([^>]*)>", block.group(1))
-    target = re.search(r"look_at\s*<([^>]*)>", block.group(1))
-    return (_vector(location.group(1)) if location else None, _vector(target.group(1)) if target else None)
+    """The scene camera's location and look_at (POV-Ray units), when written as plain numbers.
+
+    The scene camera is the last ``camera { ... }`` outside comments and strings that is not a
+    ``#declare``/``#local`` (the last declared one if every camera is declared); ``camera {
+    Name ... }`` starts from the declared camera ``Name``'s values.
+    """
+    text = strip_comments(scene.read_text(errors="replace"))
+    declared: dict[str, dict[str, np.ndarray | None]] = {}
+    cameras: list[dict[str, np.ndarray | None]] = []  # placed cameras, in order
+    last_declared: dict[str, np.ndarray | None] | None = None
+    for match in _CAMERA.finditer(text):
+        body = text[match.end() : _closing_brace(text, match.end() - 1)]
+        base = re.match(r"\s*([A-Za-z_]\w*)", body)
+        values = dict(declared.get(base.group(1), {})) if base else {}
+        for item, pattern in _CAMERA_ITEMS.items():
+            found = pattern.search(body)
+            if found:
+                values[item] = _vector(found.group(1))
+        if match.group(1):
+            declared[match.group(1)] = last_declared = values
+        else:
+            cameras.append(values)
+    camera = cameras[-1] if cameras else last_declared or {}
+    return camera.get("location"), camera.get("look_at")
 
 
 def _vec(v: np.ndarray) -> str:
@@ -172,18 +243,47 @@ def scene_bounds(
 
 
 def orbit_framing(povray: str, scene: Path, config: PovrayConfig, focal: float) -> tuple[np.ndarray, float]:
-    """Orbit centre and camera distance (POV-Ray units): the config's, else the box's or camera's."""
+    """Orbit centre and camera distance (POV-Ray units): the config's, else the box's or camera's.
+
+    Raises :class:`RendererError` when one is not in the config and the scene gives neither a
+    parsable camera nor (for ``bbox`` framing) any finite geometry to measure.
+    """
+    if config.look_at is not None and config.radius is not None:
+        return np.array(config.look_at, dtype=float), config.radius
     location, target = scene_framing(scene)
-    centre = target if target is not None else np.zeros(3)
-    distance = float(np.linalg.norm(location - centre)) if location is not None else 10.0
-    if config.framing == "bbox" and (config.look_at is None or config.radius is None):
-        bounds = scene_bounds(povray, scene, centre, half_size=1.5 * distance)
+    given = np.array(config.look_at, dtype=float) if config.look_at is not None else None
+    centre = target if target is not None else given  # the camera's distance is measured from here
+    distance = (
+        float(np.linalg.norm(location - centre)) if location is not None and centre is not None else None
+    )
+    if config.framing == "bbox":
+        window = centre if centre is not None else np.zeros(3)
+        if distance is not None:
+            reach = distance
+        elif location is not None:
+            reach = float(np.linalg.norm(location - window))
+        else:
+            reach = config.radius if config.radius is not None else 10.0
+        bounds = scene_bounds(povray, scene, window, half_size=1.5 * reach)
         if bounds is not None:
             lo, hi = bounds
             centre = (lo + hi) / 2
             half_fov = np.arctan(0.5 * min(config.width, config.height) / focal)
             distance = float(np.linalg.norm(hi - lo) / 2 / np.sin(half_fov))
-    look_at = np.array(config.look_at, dtype=float) if config.look_at is not None else centre
+    missing = [
+        option
+        for option, value, needed in (
+            ("--render.look-at X Y Z", centre, config.look_at is None),
+            ("--render.radius R", distance, config.radius is None),
+        )
+        if needed and value is None
+    ]
+    if missing:
+        found = "its camera has no plain-number location and look_at"
+        if config.framing == "bbox":
+            found += " and the bounding-box probe found no finite geometry"
+        raise RendererError(f"cannot frame the orbit around {scene}: {found}; pass {' and '.join(missing)}")
+    look_at = given if given is not None else centre
     return look_at, config.radius if config.radius is not None else distance
 
 
@@ -196,10 +296,9 @@ def render_povray_scene(scene: Path, out_dir: Path, config: PovrayConfig, show_p
         )
     povray = _find_povray()
     check_output_folder(out_dir, config.resume)
-    (out_dir / "images").mkdir(parents=True, exist_ok=True)
-
     focal = focal_from_fov(config.width, np.deg2rad(config.fov_deg))
-    look_at, radius = orbit_framing(povray, scene, config, focal)
+    look_at, radius = orbit_framing(povray, scene, config, focal)  # before writing anything
+    (out_dir / "images").mkdir(parents=True, exist_ok=True)
     scale = radius / config.dataset_radius
     poses = camera_poses(config.num_views, config.dataset_radius, np.zeros(3), config.placement, config.seed)
 
