@@ -2,7 +2,7 @@
 
 Layout of a dataset folder::
 
-    images/r_000.png ...          RGBA frames (alpha = coverage)
+    images/r_000.png ...          frames: RGBA (alpha = coverage) or RGB (opaque backdrop)
     transforms_{train,val,test}.json   Blender format (camera_angle_x, file_path without .png)
     transforms.json               nerfstudio format (fl_x, fl_y, cx, cy, w, h, *_filenames splits)
     dataset.json                  what made it (generator, options, splits)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from PIL import Image
@@ -53,6 +54,8 @@ class ProceduralSceneConfig:
     supersample: int = 2
     """Rays per pixel axis (anti-aliasing)."""
     shapes: tuple[str, ...] = field(default_factory=lambda: SHAPES)
+    background: Literal["transparent", "white"] = "transparent"
+    """transparent: RGBA images (alpha = coverage); white: RGB images composited on white."""
 
 
 def _rotation(rng: np.random.Generator) -> np.ndarray:
@@ -166,9 +169,12 @@ def generate_procedural(config: ProceduralSceneConfig, out_dir: Path, show_progr
     views = range(config.num_views)
     for i in track(views, description="rendering views") if show_progress else views:
         rgba = renderer.render(poses[i], focal, config.width, config.height, config.supersample)
-        straight = rgba.copy()
-        straight[..., :3] = rgba[..., :3] / np.clip(rgba[..., 3:], 1e-6, None)
-        Image.fromarray((np.clip(straight, 0, 1) * 255 + 0.5).astype(np.uint8), "RGBA").save(
+        if config.background == "white":  # premultiplied colour over white
+            image, mode = rgba[..., :3] + (1.0 - rgba[..., 3:]), "RGB"
+        else:
+            image, mode = rgba.copy(), "RGBA"
+            image[..., :3] = rgba[..., :3] / np.clip(rgba[..., 3:], 1e-6, None)
+        Image.fromarray((np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8), mode).save(
             out_dir / "images" / f"{frame_name(i)}.png"
         )
     info = {"generator": "procedural", "config": {k: v for k, v in vars(config).items()}}
