@@ -1,10 +1,21 @@
-"""Shared fixtures: tiny generated scenes (no downloads)."""
+"""Shared fixtures (tiny generated scenes, no downloads) and the ``cuda`` marker's skip rule."""
 
 from pathlib import Path
 
 import pytest
+import torch
 
 from nerf_loe.data.procedural import ProceduralSceneConfig, generate_procedural
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``cuda`` run where a CUDA device is present and are skipped elsewhere."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device (its CPU twin runs)")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")

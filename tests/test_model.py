@@ -1,17 +1,19 @@
-"""LoE model behaviour that the end-to-end runs cannot isolate."""
+"""LoE model behaviour that the end-to-end runs cannot isolate: backgrounds, compositing, robustness."""
 
+import pytest
 import torch
 from nerfstudio.cameras.rays import RayBundle
 from nerfstudio.data.scene_box import SceneBox
 
+from nerf_loe.errors import ConfigError
 from nerf_loe.models.loe_model import LoEModelConfig
 
 
-def _model():
+def _model(background="white", metadata=None, **kwargs):
     torch.manual_seed(0)
     box = SceneBox(aabb=torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]]))
-    config = LoEModelConfig(banks=("2x2x2", "2x2x2"), hidden_dim=16, background_color="white")
-    return config.setup(scene_box=box, num_train_data=1)
+    config = LoEModelConfig(banks=("2x2x2", "2x2x2"), hidden_dim=16, background_color=background, **kwargs)
+    return config.setup(scene_box=box, num_train_data=1, metadata=metadata or {})
 
 
 def _rays(n: int) -> RayBundle:
@@ -50,3 +52,88 @@ def test_diverged_density_stays_finite():
     outputs = model.get_outputs(_rays(8))
     outputs["rgb"].sum().backward()
     assert all(torch.isfinite(p.grad).all() for p in model.field.parameters() if p.grad is not None)
+
+
+def test_culled_ray_renders_the_fields_colour_at_the_box_exit():
+    """last_sample with no samples left (grid empty): the colour is the field's colour where the ray
+    leaves the box, not black, and the loss trains it."""
+    model = _model("last_sample")
+    model.marcher.grid.binaries.zero_()
+    bundle = _rays(8)
+    outputs = model.get_outputs(bundle)
+    origins, directions = bundle.origins, bundle.directions
+    t_exit = (-1.0 - origins[:, 2]) / directions[:, 2]  # every ray leaves through the face z = -1
+    exit_points = origins + t_exit[:, None] * directions
+    assert (exit_points[:, :2].abs() < 1).all()
+    torch.testing.assert_close(outputs["rgb"], model.field.colors_at(exit_points, directions))
+    assert torch.equal(outputs["accumulation"], torch.zeros(8, 1))
+    (outputs["rgb"] - 1.0).square().mean().backward()
+    assert any(p.grad is not None and p.grad.abs().max() > 0 for p in model.field.color_head.parameters())
+
+
+def test_transparent_pixels_cost_loss_for_any_density():
+    """RGBA: a prediction of uniform colour and arbitrary accumulation on a transparent pixel is
+    composited on the same random colour as the target, so it cannot match it for free; the
+    target never depends on the prediction."""
+    model = _model("auto").train()
+    n = 512
+    acc = torch.full((n, 1), 0.7, requires_grad=True)
+    uniform = torch.tensor([0.2, 0.5, 0.9])
+    outputs = {"rgb": torch.zeros(n, 3), "rgb_foreground": acc * uniform, "accumulation": acc}
+    image = torch.cat([uniform.expand(n, 3), torch.zeros(n, 1)], dim=-1)  # fully transparent pixels
+    loss = model.get_loss_dict(outputs, {"image": image})["rgb_loss"]
+    # E[(0.7 (u - c))^2] over c ~ U[0, 1]^3: 0.49 * mean_k((u_k - 1/2)^2 + 1/12)
+    expected = 0.49 * ((uniform - 0.5).square() + 1 / 12).mean()
+    assert loss.item() == pytest.approx(expected.item(), rel=0.15)
+    pred, target = model.composite(outputs, image)
+    assert not target.requires_grad and pred.requires_grad
+    assert bool(model.alpha_data)
+    model.eval()  # evaluation composites both on white
+    pred, target = model.composite(outputs, image)
+    torch.testing.assert_close(target, torch.ones(n, 3))
+    torch.testing.assert_close(pred, 0.7 * uniform + 0.3 * torch.ones(n, 3))
+
+
+def test_rgb_images_are_the_target_as_they_are():
+    model = _model("auto").train()
+    outputs = {"rgb": torch.rand(4, 3), "rgb_foreground": torch.rand(4, 3), "accumulation": torch.rand(4, 1)}
+    image = torch.rand(4, 3)
+    pred, target = model.composite(outputs, image)
+    assert pred is outputs["rgb"] and torch.equal(target, image) and not bool(model.alpha_data)
+
+
+def test_last_sample_background_is_each_rays_last_sample_colour():
+    model = _model("last_sample")
+    ray_indices = torch.tensor([0, 0, 0, 2, 2])
+    rgbs = torch.rand(5, 3)
+    origins, directions = (
+        torch.tensor([[0.0, 0.0, 3.0]]).expand(3, 3),
+        torch.tensor([[0.0, 0.0, -1.0]]).expand(3, 3),
+    )
+    background = model.background(origins, directions, ray_indices, rgbs)
+    torch.testing.assert_close(background[0], rgbs[2])
+    torch.testing.assert_close(background[2], rgbs[4])
+    far = torch.tensor([[0.0, 0.0, -1.0]])  # ray 1 has no sample: the field's colour at its exit
+    torch.testing.assert_close(background[1], model.field.colors_at(far, directions[:1])[0])
+
+
+def test_auto_background_follows_the_datas_backdrop():
+    """auto: the backdrop the data manager measured becomes the constant; none measured: last_sample."""
+    plain = _model("auto", metadata={"backdrop": (0.2, 0.3, 0.4)})
+    plain.marcher.grid.binaries.zero_()
+    torch.testing.assert_close(
+        plain.get_outputs(_rays(4))["rgb"], torch.tensor([[0.2, 0.3, 0.4]]).expand(4, 3)
+    )
+    assert _model("auto").background_kind == "last_sample"
+    assert _model("white", metadata={"backdrop": (0.2, 0.3, 0.4)}).background_kind == "constant"
+
+
+def test_color_head_macs_come_from_the_layer_configuration():
+    """(15 features + 16 SH) -> 64 -> 3 for two layers; one more 64 x 64 for three."""
+    assert _model().field.complexity()["color_head"][0] == 31 * 64 + 64 * 3
+    assert _model(color_layers=3).field.complexity()["color_head"][0] == 31 * 64 + 64 * 64 + 64 * 3
+
+
+def test_unknown_background_is_a_config_error():
+    with pytest.raises(ConfigError, match="background-color"):
+        LoEModelConfig(background_color="learned")

@@ -1,4 +1,5 @@
-"""nerfstudio's VanillaDataManager with the dataset validated before anything is read."""
+"""nerfstudio's VanillaDataManager with the dataset validated before anything is read, and the
+training images' backdrop measured for the model (``metadata["backdrop"]``)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import torch
 from nerfstudio.data.datamanagers.base_datamanager import VanillaDataManager, VanillaDataManagerConfig
 from nerfstudio.data.datasets.base_dataset import InputDataset
 
+from nerf_loe.data.backdrop import plain_backdrop
 from nerf_loe.data.validation import validate_dataset
 
 
@@ -20,7 +22,9 @@ class ValidatedDataManagerConfig(VanillaDataManagerConfig):
 
 
 class ValidatedDataManager(VanillaDataManager[InputDataset]):
-    """Validates ``config.dataparser``'s data, then behaves exactly like VanillaDataManager."""
+    """Validates ``config.dataparser``'s data, then behaves exactly like VanillaDataManager; the
+    training dataset's metadata (which the pipeline passes to the model) gains ``backdrop``: the
+    plain backdrop colour of its images, or None (see :mod:`nerf_loe.data.backdrop`)."""
 
     def __init__(
         self,
@@ -33,3 +37,5 @@ class ValidatedDataManager(VanillaDataManager[InputDataset]):
     ) -> None:
         validate_dataset(config.dataparser, test_mode)
         super().__init__(config, device, test_mode, world_size, local_rank, **kwargs)
+        dataset = self.train_dataset
+        dataset.metadata["backdrop"] = plain_backdrop(dataset.get_image_float32, len(dataset))

@@ -34,6 +34,8 @@ class LoEField(Field):
         geo_feat_dim: feature passed from the trunk to the colour head.
         color_hidden_dim, color_layers: the untiled colour head.
         sh_levels: spherical-harmonics degree + 1 of the direction encoding.
+        density_bias: added to the trunk's raw density before ``exp``: the density of empty space
+            at initialisation is about ``exp(density_bias)``.
         contract: unbounded scene (scene contraction) instead of the scene box.
         implementation: "torch" or "tcnn" for the colour head and direction encoding.
     """
@@ -49,11 +51,13 @@ class LoEField(Field):
         color_layers: int = 2,
         sh_levels: int = 4,
         activation: Activation = "relu",
+        density_bias: float = -1.0,
         contract: bool = False,
         implementation: Literal["tcnn", "torch"] = "torch",
     ) -> None:
         super().__init__()
         self.geo_feat_dim = geo_feat_dim
+        self.density_bias = density_bias
         self.implementation = implementation
         self.normalizer = UnitBoxNormalizer(aabb, contract=contract)
         self.position_encoding = NeRFEncoding(
@@ -89,7 +93,7 @@ class LoEField(Field):
         raw = self.trunk(self.position_encoding(x), x)
         # Capped where trunc_exp stops its gradient: exp(15) already makes any step opaque, and an
         # unbounded exp overflows to inf on a diverging batch, then NaN in the rendering sums.
-        density = trunc_exp(torch.clamp(raw[:, :1] - 1.0, max=15.0))
+        density = trunc_exp(torch.clamp(raw[:, :1] + self.density_bias, max=15.0))
         density = density * self.normalizer.inside(positions)[:, None]
         return density[:n], raw[:n, 1:]
 
@@ -103,26 +107,33 @@ class LoEField(Field):
         density, feature = self.trunk_outputs(positions.reshape(-1, 3))
         return density.reshape(*shape, 1), feature.reshape(*shape, self.geo_feat_dim)
 
+    def _colors(
+        self, features: Float[Tensor, "n g"], directions: Float[Tensor, "n 3"]
+    ) -> Float[Tensor, "n 3"]:
+        if self.implementation == "tcnn":  # tcnn's SH takes directions mapped to [0, 1]
+            directions = (directions + 1.0) / 2.0
+        return self.color_head(torch.cat([features, self.direction_encoding(directions)], dim=-1))
+
+    def colors_at(
+        self, positions: Float[Tensor, "n 3"], directions: Float[Tensor, "n 3"]
+    ) -> Float[Tensor, "n 3"]:
+        """Colour seen along ``directions`` at world ``positions`` (e.g. a learned background)."""
+        return self._colors(self.trunk_outputs(positions)[1], directions)
+
     def get_outputs(
         self, ray_samples: RaySamples, density_embedding: Tensor | None = None
     ) -> dict[FieldHeadNames, Tensor]:
         assert density_embedding is not None
         directions = ray_samples.frustums.directions.reshape(-1, 3)
-        if self.implementation == "tcnn":  # tcnn's SH takes directions mapped to [0, 1]
-            directions = (directions + 1.0) / 2.0
-        features = torch.cat(
-            [density_embedding.reshape(-1, self.geo_feat_dim), self.direction_encoding(directions)], dim=-1
-        )
-        rgb = self.color_head(features).reshape(*density_embedding.shape[:-1], 3)
-        return {FieldHeadNames.RGB: rgb}
+        rgb = self._colors(density_embedding.reshape(-1, self.geo_feat_dim), directions)
+        return {FieldHeadNames.RGB: rgb.reshape(*density_embedding.shape[:-1], 3)}
 
     def complexity(self) -> dict[str, tuple[int, int]]:
-        """MACs per sample and parameter count, by part."""
-        head_macs = sum(
-            layer.in_features * layer.out_features
-            for layer in self.color_head.modules()
-            if isinstance(layer, nn.Linear)
-        )
+        """MACs per sample (from the layer configuration, so tiny-cuda-nn modules count the same) and
+        parameter count, by part."""
+        head = self.color_head
+        widths = [head.in_dim] + [head.layer_width] * (head.num_layers - 1) + [head.out_dim]
+        head_macs = sum(a * b for a, b in zip(widths[:-1], widths[1:], strict=True))
         return {
             "trunk": (self.trunk.macs_per_sample(), sum(p.numel() for p in self.trunk.parameters())),
             "color_head": (head_macs, sum(p.numel() for p in self.color_head.parameters())),

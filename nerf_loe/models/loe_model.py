@@ -8,6 +8,7 @@ KiloNeRF-style grid of small networks.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 from nerfstudio.cameras.rays import Frustums, RayBundle, RaySamples
@@ -27,7 +28,9 @@ from nerf_loe.errors import ConfigError
 from nerf_loe.evaluation.complexity import format_complexity
 from nerf_loe.fields.loe_field import LoEField
 from nerf_loe.rendering.marcher import GridMarcherConfig
-from nerf_loe.rendering.volume_rendering import BackgroundColor
+from nerf_loe.rendering.volume_rendering import last_sample_index
+
+Background = Literal["auto", "last_sample", "white", "black", "random"]
 
 
 def parse_banks(spec: tuple[str, ...]) -> list[tuple[int, ...]]:
@@ -64,16 +67,29 @@ class LoEModelConfig(ModelConfig):
     color_hidden_dim: int = 64
     color_layers: int = 2
     activation: Activation = "relu"
+    density_bias: float = -1.0
+    """Added to the raw density before exp: empty space starts at density ~exp(density_bias)."""
     unbounded: bool = False
     """Real captures: scene contraction, 4 grid levels, steps growing with distance."""
-    background_color: BackgroundColor = "last_sample"
-    """last_sample: each ray's last sample colour fills the transmittance left, so opaque photos
-    (sky, floors outside the box) need no opaque wall; white/black/random for known backgrounds."""
+    background_color: Background = "auto"
+    """Colour behind the last sample. auto: the training images' plain backdrop colour when their
+    borders show one (objects on white), else last_sample. last_sample: each ray's last sample
+    colour fills the transmittance left (opaque scenes with content beyond the box); a ray the grid
+    culls entirely takes the field's colour where it leaves the box. white/black: a constant;
+    random: a random colour per ray in training (white at evaluation). Images with an alpha channel
+    always train on a random colour and evaluate on white, prediction and target alike."""
+    distortion_loss_mult: float = 0.0
+    """Weight of mip-NeRF 360's distortion loss (weight spread along rays: fog, floaters)."""
     marcher: GridMarcherConfig = field(default_factory=GridMarcherConfig)
     eval_num_rays_per_chunk: int = 4096
 
     def __post_init__(self) -> None:
         parse_banks(self.banks)
+        if self.background_color not in ("auto", "last_sample", "white", "black", "random"):
+            raise ConfigError(
+                f"--pipeline.model.background-color {self.background_color!r}: "
+                "choose auto, last_sample, white, black or random"
+            )
         if self.hidden_dim < 1 or self.num_frequencies < 1 or self.geo_feat_dim < 1:
             raise ConfigError("--pipeline.model.hidden-dim, num-frequencies and geo-feat-dim must be >= 1")
         if self.unbounded and self.marcher.grid_levels == 1 and self.marcher.cone_angle == 0.0:
@@ -100,10 +116,16 @@ class LoEModel(Model):
             cfg.color_hidden_dim,
             cfg.color_layers,
             activation=cfg.activation,
+            density_bias=cfg.density_bias,
             contract=cfg.unbounded,
             implementation=choose_implementation(self.kwargs.get("device")),
         )
         self.marcher = cfg.marcher.setup(aabb=aabb.flatten())
+        self.background_kind, colour = self._resolve_background()
+        self.register_buffer("background_rgb", torch.tensor(colour))
+        # Set once the data shows an alpha channel: the background is then the compositing colour,
+        # also for ns-eval / ns-render / the viewer after loading a checkpoint.
+        self.register_buffer("alpha_data", torch.tensor(False))
         from torchmetrics.functional import structural_similarity_index_measure
         from torchmetrics.image import PeakSignalNoiseRatio
 
@@ -126,10 +148,38 @@ class LoEModel(Model):
             )
         ]
 
+    def _resolve_background(self) -> tuple[Literal["last_sample", "constant", "random"], list[float]]:
+        """The background rule and constant colour this model uses (``auto`` decided by the data)."""
+        kind = self.config.background_color
+        backdrop = (self.kwargs.get("metadata") or {}).get("backdrop")
+        if kind == "auto":
+            kind = "last_sample" if backdrop is None else "backdrop"
+            seen = "no plain backdrop" if backdrop is None else f"a plain backdrop {tuple(backdrop)}"
+            CONSOLE.print(f"background-color auto: the training images show {seen}: using {kind}")
+        colours = {"black": [0.0] * 3, "backdrop": list(backdrop or [])}
+        rule = {"last_sample": "last_sample", "random": "random"}.get(kind, "constant")
+        return rule, colours.get(kind, [1.0] * 3)
+
+    def background(self, rays_o: Tensor, rays_d: Tensor, ray_indices: Tensor, rgbs: Tensor) -> Tensor:
+        """Per-ray colour behind the last sample (see ``LoEModelConfig.background_color``)."""
+        if bool(self.alpha_data):  # the loss composites on its own colour; renders show white
+            return torch.ones_like(rays_o)
+        if self.background_kind == "random" and self.training:
+            return torch.rand_like(rays_o)
+        if self.background_kind != "last_sample":
+            return self.background_rgb.expand_as(rays_o)
+        last, has = last_sample_index(ray_indices, rays_o.shape[0])
+        background = torch.zeros_like(rays_o, dtype=rgbs.dtype)
+        background[has] = rgbs[last[has]]
+        culled = ~has
+        if culled.any():  # no sample left: the field's colour where the ray leaves the box
+            far = self.marcher.far_points(rays_o[culled], rays_d[culled])
+            background[culled] = self.field.colors_at(far, rays_d[culled])
+        return background
+
     def get_outputs(self, ray_bundle: RayBundle) -> dict[str, Tensor]:
         rays_o = ray_bundle.origins.reshape(-1, 3)
         rays_d = ray_bundle.directions.reshape(-1, 3)
-        n_rays = rays_o.shape[0]
         samples = self.marcher.sample(rays_o, rays_d, self.field.density_at)
         idx = samples.ray_indices
         pixel_area = ray_bundle.pixel_area.reshape(-1, 1)[idx]
@@ -147,34 +197,46 @@ class LoEModel(Model):
             samples,
             field_outputs[FieldHeadNames.DENSITY][:, 0],
             field_outputs[FieldHeadNames.RGB],
-            n_rays,
-            self.config.background_color,
+            self.background(rays_o, rays_d, idx, field_outputs[FieldHeadNames.RGB]),
+            with_distortion=self.training and self.config.distortion_loss_mult > 0,
         )
 
-    def _target_rgb(self, image: Tensor, background: Tensor) -> Tensor:
-        """Ground truth on the same background as the prediction (RGBA images are blended)."""
+    def composite(self, outputs: dict[str, Tensor], image: Tensor) -> tuple[Tensor, Tensor]:
+        """Prediction and target on the same background; never blends the target with the model.
+
+        RGB images are the target as they are. Images with an alpha channel are composited, target
+        and prediction alike, on a random colour per pixel in training (so density on transparent
+        pixels always costs loss) and on white in evaluation.
+        """
         image = image.to(self.device)
-        if image.shape[-1] == 4:
-            return image[..., :3] * image[..., 3:] + background * (1.0 - image[..., 3:])
-        return image
+        if image.shape[-1] != 4:
+            return outputs["rgb"], image
+        if not bool(self.alpha_data):
+            self.alpha_data.fill_(True)
+        color = torch.rand_like(image[..., :3]) if self.training else torch.ones_like(image[..., :3])
+        alpha = image[..., 3:]
+        target = image[..., :3] * alpha + color * (1.0 - alpha)
+        return outputs["rgb_foreground"] + (1.0 - outputs["accumulation"]) * color, target
 
     def get_metrics_dict(self, outputs: dict[str, Tensor], batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        image = self._target_rgb(batch["image"], outputs["background"])
+        pred, target = self.composite(outputs, batch["image"])
         return {
-            "psnr": self.psnr(outputs["rgb"], image),
+            "psnr": self.psnr(pred, target),
             "num_samples_per_batch": outputs["num_samples_per_ray"].sum(),
             "grid_occupancy": torch.tensor(self.marcher.grid.occupied_fraction()),
         }
 
     def get_loss_dict(self, outputs, batch, metrics_dict=None) -> dict[str, Tensor]:
-        image = self._target_rgb(batch["image"], outputs["background"])
-        return {"rgb_loss": torch.nn.functional.mse_loss(outputs["rgb"], image)}
+        pred, target = self.composite(outputs, batch["image"])
+        losses = {"rgb_loss": torch.nn.functional.mse_loss(pred, target)}
+        if "distortion" in outputs:
+            losses["distortion_loss"] = self.config.distortion_loss_mult * outputs["distortion"].mean()
+        return losses
 
     def get_image_metrics_and_images(
         self, outputs: dict[str, Tensor], batch: dict[str, Tensor]
     ) -> tuple[dict[str, float], dict[str, Tensor]]:
-        image = self._target_rgb(batch["image"], outputs["background"])
-        rgb = outputs["rgb"]
+        rgb, image = self.composite(outputs, batch["image"])
         acc = colormaps.apply_colormap(outputs["accumulation"])
         depth = colormaps.apply_depth_colormap(outputs["depth"], accumulation=outputs["accumulation"])
         gt_chw, rgb_chw = (torch.moveaxis(t, -1, 0)[None] for t in (image, rgb))
