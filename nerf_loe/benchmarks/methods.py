@@ -25,6 +25,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 import tyro
@@ -55,6 +56,12 @@ class BenchmarkArgs:
     train_views: int = 4
     """Training views also scored at every evaluation (0: none). Fitting error separates capacity
     (how well the network fits what it saw) from generalisation to the test views."""
+    dataparser: Literal["blender", "nerfstudio"] = "blender"
+    """blender: Blender format, RGBA composited on white at load; nerfstudio: nerfstudio format
+    (transforms.json), images kept as they are (alpha too), poses auto-scaled into the box."""
+    set: tuple[str, ...] = ()
+    """Model config overrides for every method, as dotted ``key=value`` under the model config,
+    e.g. ``background_color=white marcher.early_stop=none``."""
     device: str = "cuda" if torch.cuda.is_available() else "cpu"
     out: Path = RESULTS / "methods_cpu"
     """Output stem: writes .md, .json and .png."""
@@ -62,6 +69,31 @@ class BenchmarkArgs:
     def __post_init__(self) -> None:
         if not self.scale_factor > 0:
             raise ConfigError(f"--scale-factor must be positive, got {self.scale_factor}")
+        for item in self.set:
+            if "=" not in item:
+                raise ConfigError(f"--set {item!r}: write key=value, e.g. marcher.early_stop=none")
+
+
+def apply_overrides(model_config: object, overrides: tuple[str, ...]) -> None:
+    """Set dotted ``key=value`` overrides on a model config, converting to the current value's type."""
+    for item in overrides:
+        key, value = item.split("=", 1)
+        *parents, name = key.split(".")
+        target = model_config
+        for part in parents:
+            target = getattr(target, part, None)
+        if target is None or not hasattr(target, name):
+            raise ConfigError(f"--set {item!r}: the model config has no option {key!r}")
+        current = getattr(target, name)
+        if isinstance(current, bool):
+            converted: object = value.lower() in ("1", "true", "yes")
+        elif isinstance(current, int | float):
+            converted = type(current)(value)
+        else:
+            converted = value
+        setattr(target, name, converted)
+    if overrides and hasattr(model_config, "__post_init__"):
+        model_config.__post_init__()
 
 
 @dataclass
@@ -130,14 +162,19 @@ def run_method(method: str, scene: Path, args: BenchmarkArgs) -> MethodResult:
 def _train_and_measure(method: str, scene: Path, args: BenchmarkArgs, output_dir: Path) -> MethodResult:
     from nerfstudio.configs.method_configs import all_methods
     from nerfstudio.data.dataparsers.blender_dataparser import BlenderDataParserConfig
+    from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
     from nerfstudio.engine.callbacks import TrainingCallbackLocation
 
     import nerf_loe.method_configs  # noqa: F401  (offline LPIPS, checkpoint fixes)
 
     config = copy.deepcopy(all_methods[method])
-    config.pipeline.datamanager.dataparser = BlenderDataParserConfig(
-        data=scene, scale_factor=args.scale_factor
-    )
+    if args.dataparser == "blender":
+        dataparser = BlenderDataParserConfig(data=scene, scale_factor=args.scale_factor)
+    else:
+        dataparser = NerfstudioDataParserConfig(data=scene, scale_factor=args.scale_factor)
+    config.pipeline.datamanager.dataparser = dataparser
+    if method != "nerfacto":
+        apply_overrides(config.pipeline.model, args.set)
     config.pipeline.datamanager.data = scene
     config.machine.device_type = args.device
     config.vis = "tensorboard"

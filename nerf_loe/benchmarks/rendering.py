@@ -1,9 +1,10 @@
 """Rendering-core benchmark: marching and rendering throughput, memory, and a training-step profile.
 
 Run: ``python -m nerf_loe.benchmarks.rendering [--device cuda]``. Prints samples per second for
-marching and for packed rendering over 1k-64k rays (median of several runs), the peak memory, the
-grid occupancy, and one loe-nerf training step split into its parts, on a field fitted briefly to
-a procedural scene's density (a sphere shell) so the grid culls as in real training.
+marching (bounded: one grid level, constant steps; unbounded: four levels, cone angle 1/256) and
+for packed rendering over 1k-64k rays (median of several runs), the peak memory, the grid
+occupancy, and one loe-nerf training step split into its parts, on a grid fitted to a sphere
+shell's density so it culls as in real training.
 """
 
 from __future__ import annotations
@@ -57,18 +58,27 @@ def rays(n: int, device: str) -> tuple[torch.Tensor, torch.Tensor]:
 def main() -> None:
     args = tyro.cli(Args)
     aabb = torch.tensor([-1.0, -1, -1, 1, 1, 1], device=args.device)
-    marcher = GridMarcher(GridMarcherConfig(grid_resolution=64), aabb).to(args.device)
-    for step in range(0, 256, 16):
-        marcher.grid.update(step, shell_density, marcher.step_size)
+    marchers = {
+        name: GridMarcher(GridMarcherConfig(grid_resolution=64, early_stop="none", **extra), aabb).to(
+            args.device
+        )
+        for name, extra in (("bounded", {}), ("unbounded", {"grid_levels": 4, "cone_angle": 1 / 256}))
+    }
+    for m in marchers.values():
+        for step in range(0, 256, 16):
+            m.grid.update(step, shell_density, m.step_size)
+        m.train()
+    marcher, unbounded = marchers["bounded"], marchers["unbounded"]
     print(f"device {args.device}; grid occupancy {marcher.grid.occupied_fraction():.3f} (sphere shell)")
-    print("| rays | samples | march Msamples/s | render Msamples/s | peak MB |")
-    print("|---:|---:|---:|---:|---:|")
+    print("| rays | samples | march Msamples/s | unbounded march Msamples/s | render Msamples/s | peak MB |")
+    print("|---:|---:|---:|---:|---:|---:|")
     for n in args.ray_counts:
         o, d = rays(n, args.device)
-        marcher.train()
         samples = marcher.sample(o, d)
         sigmas = shell_density(samples.positions(o, d)).requires_grad_()
         t_march = timed(lambda o=o, d=d: marcher.sample(o, d), args.repeats, args.device)
+        m_unbounded = len(unbounded.sample(o, d))
+        t_unbounded = timed(lambda o=o, d=d: unbounded.sample(o, d), args.repeats, args.device)
 
         def render(samples=samples, sigmas=sigmas, n=n):
             w, _, _ = render_weights(samples.t_starts, samples.t_ends, sigmas, samples.ray_indices, n)
@@ -83,9 +93,13 @@ def main() -> None:
             marcher.sample(o, d)
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # process peak RSS
         m = len(samples)
-        print(f"| {n} | {m} | {m / t_march / 1e6:.2f} | {m / t_render / 1e6:.2f} | {peak:.1f} |")
+        print(
+            f"| {n} | {m} | {m / t_march / 1e6:.2f} | {m_unbounded / t_unbounded / 1e6:.2f} "
+            f"| {m / t_render / 1e6:.2f} | {peak:.1f} |"
+        )
 
-    # one training step of the LoE field, by part
+    # one training step of the LoE field, by part (density early stop, the default)
+    marcher.config.early_stop = "density"
     field = LoEField(aabb.view(2, 3), Tiling([(2, 2, 2), (4, 4, 4), (4, 4, 4), (4, 4, 4)])).to(args.device)
     optimizer = torch.optim.Adam(field.parameters(), lr=1e-3)
     o, d = rays(4096, args.device)
@@ -106,7 +120,10 @@ def main() -> None:
             "grid update (every 16 steps, amortised)",
             lambda s=step: marcher.grid.update(256 + s * 16, field.density_at, marcher.step_size),
         )
-        samples = clock("marching + grid early-stop", lambda o=o, d=d: marcher.sample(o, d))
+        samples = clock(
+            "marching + early-stop density pre-pass",
+            lambda o=o, d=d: marcher.sample(o, d, field.density_at),
+        )
         pos = samples.positions(o, d)
         sigma = clock("field forward (density trunk)", lambda pos=pos: field.density_at(pos))
         loss = clock(
