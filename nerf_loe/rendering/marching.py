@@ -13,7 +13,9 @@ Both backends produce the samples of ``nerfacc.grid.traverse_grids`` (nerfacc 0.
   ``t -> t + n dt(t)`` for the smallest ``n >= 0`` putting the midpoint at or past the exit.
 
 So with ``cone_angle = 0`` samples lie on the lattice ``near + k step_size`` and a lattice step is
-kept exactly when its midpoint lies in an occupied cell of the span. With ``cone_angle > 0`` the
+kept exactly when its midpoint lies in an occupied cell of the span. The backends can differ only
+for a step whose midpoint lies within rounding (nerfacc: float32; here float64) or ``FACE_EPS`` of
+a cell face. With ``cone_angle > 0`` the
 frozen skip makes positions depend on the free cells crossed, which the torch backend reproduces
 by walking *runs* of cells (consecutive occupied cells, or free cells while ``dt`` is constant)
 in parallel over rays, with closed-form step counts inside each run.

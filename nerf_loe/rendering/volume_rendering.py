@@ -37,7 +37,16 @@ def render_weights(
     n_rays: int,
     backend: Backend = "auto",
 ) -> tuple[Float[Tensor, " n"], Float[Tensor, " n"], Float[Tensor, " n"]]:
-    """Weights, transmittance (before each sample) and alpha of packed samples."""
+    """Weights, transmittance (before each sample) and alpha of packed samples.
+
+    Example: one ray, two unit-length samples of density ``ln 2``: each lets half the light
+    through, so transmittance is 1 then 1/2 and the weights are 1/2 and 1/4::
+
+        >>> t, ray = torch.tensor([0.0, 1.0]), torch.zeros(2, dtype=torch.long)
+        >>> w, trans, alpha = render_weights(t, t + 1, torch.full((2,), math.log(2)), ray, 1)
+        >>> w, trans
+        (tensor([0.5000, 0.2500]), tensor([1.0000, 0.5000]))
+    """
     if resolve_backend(backend, sigmas) == "nerfacc":
         from nerfacc.volrend import render_weight_from_density
 
