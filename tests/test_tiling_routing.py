@@ -271,6 +271,30 @@ def test_single_bank_equals_nn_linear_exactly():
 
 
 @pytest.mark.parametrize("blending", ["nearest", "linear"])
+def test_residual_banks_start_as_the_one_bank_network_exactly(blending):
+    """Shared matrix + zero residuals: at initialisation the LoE trunk is its plain MLP (in float64,
+    to rounding: routed matmuls on row subsets and blended corners may round differently)."""
+    torch.manual_seed(0)
+    loe = TiledMLP(6, 16, 4, Tiling([(2, 2, 2), (4, 4, 4)], blending=blending), residual_banks=True).double()
+    mlp = TiledMLP(6, 16, 4, Tiling([(1, 1, 1), (1, 1, 1)])).double()
+    with torch.no_grad():
+        for tiled, plain in zip(loe.layers, mlp.layers, strict=True):
+            plain.weight.copy_(tiled.shared[None])
+            plain.bias.copy_(tiled.bias)
+        mlp.output.load_state_dict(loe.output.state_dict())
+    x, features = torch.rand(500, 3, dtype=torch.float64), torch.randn(500, 6, dtype=torch.float64)
+    torch.testing.assert_close(loe(features, x), mlp(features, x), rtol=0, atol=1e-12)
+    assert loe.residual_penalty().item() == 0.0
+    with torch.no_grad():  # a residual changes only the samples routed to its bank
+        loe.layers[1].weight[5].fill_(0.1)
+    assert loe.residual_penalty().item() == pytest.approx(0.01 / 64)
+    bank = Tiling([(2, 2, 2), (4, 4, 4)]).select(x, 1).index[0]
+    changed = ((loe(features, x) - mlp(features, x)).abs() > 1e-9).any(-1)
+    if blending == "nearest":
+        assert torch.equal(changed, bank == 5)
+
+
+@pytest.mark.parametrize("blending", ["nearest", "linear"])
 def test_routed_matches_naive_per_sample_reference(blending):
     # routing (sort, per-bank matmul, scatter) vs materialised per-sample weight matrices; the
     # selection itself is checked against the reference loop above

@@ -3,6 +3,11 @@
 ``h_out = sum_k w_k W[j_k] h + b``: the banks ``W[j]`` are selected by a :class:`Tiling`; the bias
 is shared. With one bank it is exactly ``nn.Linear``. Compute per sample equals one dense layer
 (nearest blending) or ``2^d`` of them (linear blending), whatever the number of banks.
+
+Banks are either independent matrices, or (``residual=True``) one shared matrix plus a residual
+per bank, ``W[j] = S + R[j]`` with ``R`` starting at zero: the layer then starts as the plain
+``nn.Linear`` ``S`` and specialises per region only as far as the data (and a penalty on ``R``)
+allow. The sum is formed once per forward pass, so the per-sample cost is unchanged.
 """
 
 from __future__ import annotations
@@ -20,20 +25,35 @@ from nerf_loe.components.tiling import BankSelection
 class TiledLinear(nn.Module):
     """``num_banks`` weight matrices of shape [out, in] and one shared bias."""
 
-    def __init__(self, in_features: int, out_features: int, num_banks: int) -> None:
+    def __init__(self, in_features: int, out_features: int, num_banks: int, residual: bool = False) -> None:
         super().__init__()
         self.in_features = in_features
         self.out_features = out_features
         self.num_banks = num_banks
         self.weight = nn.Parameter(torch.empty(num_banks, out_features, in_features))
+        """The banks (independent), or the per-bank residuals ``R`` (residual)."""
+        self.shared = nn.Parameter(torch.empty(out_features, in_features)) if residual else None
         self.bias = nn.Parameter(torch.empty(out_features))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """nn.Linear's default initialisation, applied to every bank independently."""
+        """nn.Linear's default initialisation, applied to every bank independently (independent
+        banks) or to the shared matrix, with zero residuals (residual banks)."""
         bound = 1.0 / math.sqrt(self.in_features)
-        nn.init.uniform_(self.weight, -bound, bound)
+        if self.shared is None:
+            nn.init.uniform_(self.weight, -bound, bound)
+        else:
+            nn.init.uniform_(self.shared, -bound, bound)
+            nn.init.zeros_(self.weight)
         nn.init.uniform_(self.bias, -bound, bound)
+
+    def bank_weights(self) -> Float[Tensor, "banks d_out d_in"]:
+        """The weight matrix of every bank."""
+        return self.weight if self.shared is None else self.shared + self.weight
+
+    def residual_penalty(self) -> Tensor:
+        """Mean squared residual (zero for independent banks)."""
+        return self.weight.square().mean() if self.shared is not None else self.weight.new_zeros(())
 
     def forward(
         self, x: Float[Tensor, "n d_in"], selection: BankSelection, routes: list[Routes] | None = None
@@ -41,12 +61,14 @@ class TiledLinear(nn.Module):
         """Apply the selected banks. ``routes`` may pass precomputed groupings (one per candidate)."""
         if routes is None:
             routes = [Routes(index, self.num_banks) for index in selection.index]
+        weights = self.bank_weights()
         if selection.weight is None:
-            return routes[0].apply(x, self.weight) + self.bias
+            return routes[0].apply(x, weights) + self.bias
         out = self.bias.expand(x.shape[0], -1)
         for route, w in zip(routes, selection.weight, strict=True):
-            out = out + w[:, None] * route.apply(x, self.weight)
+            out = out + w[:, None] * route.apply(x, weights)
         return out
 
     def extra_repr(self) -> str:
-        return f"in={self.in_features}, out={self.out_features}, banks={self.num_banks}"
+        kind = "residual" if self.shared is not None else "independent"
+        return f"in={self.in_features}, out={self.out_features}, banks={self.num_banks} ({kind})"

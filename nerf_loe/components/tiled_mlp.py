@@ -24,13 +24,20 @@ class TiledMLP(nn.Module):
     """Tiled trunk + untiled output layer."""
 
     def __init__(
-        self, in_dim: int, hidden_dim: int, out_dim: int, tiling: Tiling, activation: Activation = "relu"
+        self,
+        in_dim: int,
+        hidden_dim: int,
+        out_dim: int,
+        tiling: Tiling,
+        activation: Activation = "relu",
+        residual_banks: bool = False,
     ) -> None:
         super().__init__()
         self.tiling = tiling
         widths = [in_dim] + [hidden_dim] * tiling.num_layers
         self.layers = nn.ModuleList(
-            TiledLinear(widths[i], widths[i + 1], tiling.num_banks(i)) for i in range(tiling.num_layers)
+            TiledLinear(widths[i], widths[i + 1], tiling.num_banks(i), residual=residual_banks)
+            for i in range(tiling.num_layers)
         )
         self.output = nn.Linear(hidden_dim, out_dim)
         self.activation = nn.ReLU() if activation == "relu" else nn.LeakyReLU(0.2)
@@ -48,6 +55,10 @@ class TiledMLP(nn.Module):
             selection, routes = shared[key]
             h = self.activation(layer(h, selection, routes))
         return self.output(h)
+
+    def residual_penalty(self) -> Tensor:
+        """Sum over tiled layers of the mean squared bank residual (zero for independent banks)."""
+        return sum((layer.residual_penalty() for layer in self.layers), self.output.bias.new_zeros(()))
 
     def macs_per_sample(self) -> int:
         """Multiply-accumulates per sample (linear blending mixes 2^d banks)."""

@@ -36,6 +36,8 @@ class LoEField(Field):
         sh_levels: spherical-harmonics degree + 1 of the direction encoding.
         density_bias: added to the trunk's raw density before ``exp``: the density of empty space
             at initialisation is about ``exp(density_bias)``.
+        residual_banks: banks as one shared matrix plus zero-initialised residuals (the trunk
+            starts as its plain MLP), instead of independent matrices.
         contract: unbounded scene (scene contraction) instead of the scene box.
         implementation: "torch" or "tcnn" for the colour head and direction encoding.
     """
@@ -52,6 +54,7 @@ class LoEField(Field):
         sh_levels: int = 4,
         activation: Activation = "relu",
         density_bias: float = -1.0,
+        residual_banks: bool = False,
         contract: bool = False,
         implementation: Literal["tcnn", "torch"] = "torch",
     ) -> None:
@@ -71,7 +74,12 @@ class LoEField(Field):
             implementation="torch",
         )
         self.trunk = TiledMLP(
-            self.position_encoding.get_out_dim(), hidden_dim, 1 + geo_feat_dim, tiling, activation
+            self.position_encoding.get_out_dim(),
+            hidden_dim,
+            1 + geo_feat_dim,
+            tiling,
+            activation,
+            residual_banks=residual_banks,
         )
         self.direction_encoding = SHEncoding(levels=sh_levels, implementation=implementation)
         self.color_head = MLP(

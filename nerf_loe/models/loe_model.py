@@ -69,6 +69,10 @@ class LoEModelConfig(ModelConfig):
     activation: Activation = "relu"
     density_bias: float = -1.0
     """Added to the raw density before exp: empty space starts at density ~exp(density_bias)."""
+    residual_banks: bool = False
+    """Banks as one shared matrix plus per-bank residuals that start at zero: LoE starts as its MLP."""
+    residual_penalty_mult: float = 0.0
+    """Weight of the mean squared bank residual in the loss (with residual_banks)."""
     unbounded: bool = False
     """Real captures: scene contraction, 4 grid levels, steps growing with distance."""
     background_color: Background = "auto"
@@ -117,6 +121,7 @@ class LoEModel(Model):
             cfg.color_layers,
             activation=cfg.activation,
             density_bias=cfg.density_bias,
+            residual_banks=cfg.residual_banks,
             contract=cfg.unbounded,
             implementation=choose_implementation(self.kwargs.get("device")),
         )
@@ -231,6 +236,8 @@ class LoEModel(Model):
         losses = {"rgb_loss": torch.nn.functional.mse_loss(pred, target)}
         if "distortion" in outputs:
             losses["distortion_loss"] = self.config.distortion_loss_mult * outputs["distortion"].mean()
+        if self.config.residual_banks and self.config.residual_penalty_mult > 0:
+            losses["residual_loss"] = self.config.residual_penalty_mult * self.field.trunk.residual_penalty()
         return losses
 
     def get_image_metrics_and_images(
