@@ -48,11 +48,11 @@ class GridMarcherConfig(InstantiateConfig):
     """Step grows as max(step, cone_angle * t); 0 for bounded scenes, ~1/256 unbounded."""
     near_plane: float = 0.0
     far_plane: float = 1e10
-    early_stop: EarlyStop = "none"
-    """none: shade every sample in occupied cells; density: first drop the samples hidden behind
-    opaque matter, found by a no-grad density pre-pass (nerfacc's way, exact to early_stop_eps).
-    On the CPU the pre-pass costs more than it saves (chess2: 19.27 dB in 135 s without it, 19.06
-    dB in 182 s with it, 600 steps)."""
+    early_stop: EarlyStop = "density"
+    """density: drop the samples hidden behind opaque matter, found by a no-grad density pre-pass
+    (nerfacc's way, exact to early_stop_eps); none: shade every sample in occupied cells. Measured
+    on chess2 (loe-nerf, 1500 steps, CPU): density 22.07 dB at 4,939 rays/s, none 21.61 dB at
+    3,300 rays/s (the pre-pass costs more than it saves only while warm-up keeps cells occupied)."""
     early_stop_eps: float = 1e-4
     """Stop a ray once transmittance falls below this."""
     alpha_thre: float = 0.0
