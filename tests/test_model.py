@@ -128,6 +128,15 @@ def test_auto_background_follows_the_datas_backdrop():
     assert _model("white", metadata={"backdrop": (0.2, 0.3, 0.4)}).background_kind == "constant"
 
 
+def test_distortion_loss_enters_the_loss_only_when_asked():
+    assert "distortion" not in _model("white").train().get_outputs(_rays(8))
+    model = _model("white", distortion_loss_mult=0.01).train()
+    outputs = model.get_outputs(_rays(8))
+    losses = model.get_loss_dict(outputs, {"image": torch.ones(8, 3)})
+    assert losses["distortion_loss"].item() == pytest.approx(0.01 * outputs["distortion"].mean().item())
+    assert outputs["distortion"].min() >= 0 and outputs["distortion"].max() > 0
+
+
 def test_color_head_macs_come_from_the_layer_configuration():
     """(15 features + 16 SH) -> 64 -> 3 for two layers; one more 64 x 64 for three."""
     assert _model().field.complexity()["color_head"][0] == 31 * 64 + 64 * 3

@@ -83,7 +83,9 @@ class LoEModelConfig(ModelConfig):
     random: a random colour per ray in training (white at evaluation). Images with an alpha channel
     always train on a random colour and evaluate on white, prediction and target alike."""
     distortion_loss_mult: float = 0.0
-    """Weight of mip-NeRF 360's distortion loss (weight spread along rays: fog, floaters)."""
+    """Weight of mip-NeRF 360's distortion loss (weight spread along rays: fog, floaters); not used
+    on RGBA data. Off by default: no measured gain (objects on white +0.4 dB at one seed, within
+    run-to-run noise; chess2 20.29 dB with 0.01 against 22.07 without)."""
     marcher: GridMarcherConfig = field(default_factory=GridMarcherConfig)
     eval_num_rays_per_chunk: int = 4096
 
@@ -94,6 +96,8 @@ class LoEModelConfig(ModelConfig):
                 f"--pipeline.model.background-color {self.background_color!r}: "
                 "choose auto, last_sample, white, black or random"
             )
+        if self.distortion_loss_mult < 0:
+            raise ConfigError("--pipeline.model.distortion-loss-mult must be >= 0")
         if self.hidden_dim < 1 or self.num_frequencies < 1 or self.geo_feat_dim < 1:
             raise ConfigError("--pipeline.model.hidden-dim, num-frequencies and geo-feat-dim must be >= 1")
         if self.unbounded and self.marcher.grid_levels == 1 and self.marcher.cone_angle == 0.0:
@@ -203,7 +207,9 @@ class LoEModel(Model):
             field_outputs[FieldHeadNames.DENSITY][:, 0],
             field_outputs[FieldHeadNames.RGB],
             self.background(rays_o, rays_d, idx, field_outputs[FieldHeadNames.RGB]),
-            with_distortion=self.training and self.config.distortion_loss_mult > 0,
+            with_distortion=self.training
+            and self.config.distortion_loss_mult > 0
+            and not bool(self.alpha_data),
         )
 
     def composite(self, outputs: dict[str, Tensor], image: Tensor) -> tuple[Tensor, Tensor]:
@@ -234,7 +240,7 @@ class LoEModel(Model):
     def get_loss_dict(self, outputs, batch, metrics_dict=None) -> dict[str, Tensor]:
         pred, target = self.composite(outputs, batch["image"])
         losses = {"rgb_loss": torch.nn.functional.mse_loss(pred, target)}
-        if "distortion" in outputs:
+        if "distortion" in outputs and not bool(self.alpha_data):
             losses["distortion_loss"] = self.config.distortion_loss_mult * outputs["distortion"].mean()
         if self.config.residual_banks and self.config.residual_penalty_mult > 0:
             losses["residual_loss"] = self.config.residual_penalty_mult * self.field.trunk.residual_penalty()
