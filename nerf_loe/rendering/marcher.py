@@ -8,9 +8,9 @@ termination, exact to ``early_stop_eps``), then render the densities and colours
 computed for the surviving samples over a background the model gives per ray.
 
 The background is what fills the transmittance left after the last sample: a ray the grid culls
-entirely renders it, so it must be a colour the data fixes or the model learns. ``far_points``
-gives, per ray, the point at the far end of its span in the grid, where a model can evaluate a
-learned background colour (a sample that never vanishes).
+entirely renders nothing else, so it must be a colour the data fixes or the model learns.
+``far_points`` gives, per ray, the point at the far end of its span in the grid, where a model can
+read the field's colour for such a ray.
 """
 
 from __future__ import annotations
