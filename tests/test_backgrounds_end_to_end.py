@@ -2,7 +2,8 @@
 
 RGB on white trains over the backdrop the data manager measures on the images' borders (white);
 RGBA trains over a random colour per pixel and evaluates over white, prediction and target alike.
-Both go through nerfstudio-data (which keeps the alpha channel), in the benchmark's trainer.
+Both go through nerfstudio-data (which keeps the alpha channel), in the benchmark's trainer. Single
+short runs vary by about 2 dB with the seed, so each storage is scored by its mean over two seeds.
 """
 
 import pytest
@@ -11,6 +12,7 @@ from nerf_loe.benchmarks.methods import BenchmarkArgs, run_method
 from nerf_loe.data.procedural import ProceduralSceneConfig, generate_procedural
 
 STEPS = 250
+SEEDS = (0, 1)
 
 
 @pytest.mark.slow
@@ -21,15 +23,19 @@ def test_rgb_on_white_and_rgba_reach_the_same_psnr(tmp_path):
             seed=3, num_objects=3, width=40, height=40, num_views=24, supersample=1, background=background
         )
         scene = generate_procedural(config, tmp_path / background, show_progress=False)
-        args = BenchmarkArgs(
-            dataparser="nerfstudio",
-            max_steps=STEPS,
-            budget_s=1e9,
-            equal_steps=STEPS,
-            eval_fractions=(),
-            train_views=0,
-            device="cpu",
-        )
-        psnr[background] = run_method("loe-nerf", scene, args).curve[-1].psnr
+        runs = []
+        for seed in SEEDS:
+            args = BenchmarkArgs(
+                dataparser="nerfstudio",
+                max_steps=STEPS,
+                budget_s=1e9,
+                equal_steps=STEPS,
+                eval_fractions=(),
+                train_views=0,
+                seed=seed,
+                device="cpu",
+            )
+            runs.append(run_method("loe-nerf", scene, args).curve[-1].psnr)
+        psnr[background] = sum(runs) / len(runs)
     assert min(psnr.values()) > 16.0, psnr  # both reconstruct the objects (a blank image scores ~12)
     assert abs(psnr["white"] - psnr["transparent"]) < 1.0, psnr

@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import json
 import multiprocessing
+import random
 import resource
 import shlex
 import sys
@@ -27,6 +28,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import torch
 import tyro
 from torch import nn
@@ -62,6 +64,9 @@ class BenchmarkArgs:
     set: tuple[str, ...] = ()
     """Model config overrides for every method, as dotted ``key=value`` under the model config,
     e.g. ``background_color=white marcher.early_stop=none``."""
+    seed: int = 42
+    """Seeds Python, NumPy and torch before each method trains, as ns-train does (runs repeat on
+    one machine; compare seeds to see run-to-run variation)."""
     device: str = "cuda" if torch.cuda.is_available() else "cpu"
     out: Path = RESULTS / "methods_cpu"
     """Output stem: writes .md, .json and .png."""
@@ -177,6 +182,10 @@ def _train_and_measure(method: str, scene: Path, args: BenchmarkArgs, output_dir
         apply_overrides(config.pipeline.model, args.set)
     config.pipeline.datamanager.data = scene
     config.machine.device_type = args.device
+    config.machine.seed = args.seed
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
     config.vis = "tensorboard"
     config.output_dir = output_dir
     config.set_timestamp()
