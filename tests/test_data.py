@@ -111,7 +111,14 @@ def test_povray_scene_camera_is_the_last_one_outside_comments(tmp_path):
     from nerf_loe.data.povray import scene_framing
 
     scene = tmp_path / "cameras.pov"
-    scene.write_text(
+
+    def assert_camera(text, location, look_at):
+        scene.write_text(text)
+        found = scene_framing(scene)
+        np.testing.assert_array_equal(found[0], location)
+        np.testing.assert_array_equal(found[1], look_at)
+
+    assert_camera(
         "#declare camera_pos = <0, 3, -9>;\n"
         "camera { location <1, 1, 1> look_at <0, 0, 0> }  // replaced by the camera below\n"
         "#declare Spare = camera { location <4, 4, 4> look_at <0, 0, 0> }\n"
@@ -126,25 +133,24 @@ def test_povray_scene_camera_is_the_last_one_outside_comments(tmp_path):
         "   /* camera { location <8, 8, 8> look_at <0, 0, 0> } */\n"
         "   camera { location <9, 9, 9> look_at <0, 0, 0> }\n"
         "*/\n"
-        '#debug "camera { location <10, 10, 10> look_at <0, 0, 0> } \\" }\\n"\n'
+        '#debug "camera { location <10, 10, 10> look_at <0, 0, 0> } \\" }\\n"\n',
+        [2.0, 3.0, -9.0],
+        [0.0, 1.5, 0.0],
     )
-    location, look_at = scene_framing(scene)
-    np.testing.assert_array_equal(location, [2.0, 3.0, -9.0])
-    np.testing.assert_array_equal(look_at, [0.0, 1.5, 0.0])
 
     # camera { Name } starts from the declared camera Name; a lone declared camera is used as is.
-    scene.write_text(
+    assert_camera(
         "#declare Front = camera { location <0, 1, -40> look_at <0, 1, 0> }\n"
         "#declare Diagonal = camera { location <20, 20, -20> right x look_at <0, 0.5, 0> }\n"
-        "camera{Diagonal}\n"
+        "camera{Diagonal}\n",
+        [20.0, 20.0, -20.0],
+        [0.0, 0.5, 0.0],
     )
-    location, look_at = scene_framing(scene)
-    np.testing.assert_array_equal(location, [20.0, 20.0, -20.0])
-    np.testing.assert_array_equal(look_at, [0.0, 0.5, 0.0])
-    scene.write_text("#declare MyCamera = camera { location <1, 2, 3> look_at <4, 5, 6> }\n")
-    location, look_at = scene_framing(scene)
-    np.testing.assert_array_equal(location, [1.0, 2.0, 3.0])
-    np.testing.assert_array_equal(look_at, [4.0, 5.0, 6.0])
+    assert_camera(
+        "#declare MyCamera = camera { location <1, 2, 3> look_at <4, 5, 6> }\n",
+        [1.0, 2.0, 3.0],
+        [4.0, 5.0, 6.0],
+    )
     # Expressions are not evaluated: such items are None.
     scene.write_text("camera { location <0, 2*3, -9> look_at y }\n")
     assert scene_framing(scene) == (None, None)

@@ -127,8 +127,9 @@ def _cell_exits(
     rays_d: Tensor,
     near: Tensor,
     far: Tensor,
-) -> tuple[Float[Tensor, "r c"], Bool[Tensor, "r c"]]:
-    """Exits of the cells each ray crosses (sorted, ``inf``-padded) and whether each is occupied.
+) -> tuple[Float[Tensor, "r c"], Float[Tensor, "r c"], Bool[Tensor, "r c"]]:
+    """Entries and exits of the cells each ray crosses (sorted, ``inf``-padded; an entry is the
+    previous cell's exit) and whether each is occupied.
 
     Column 0 is the gap from ``near`` to the ray's first box entry (free); column ``j > 0`` is the
     cell between exits ``j - 1`` and ``j``, of the finest level containing it.
@@ -161,11 +162,15 @@ def _cell_exits(
     mid = torch.where(valid, (entries + exits) / 2, 0.0)
     points = (o[:, None] + mid[..., None] * d[:, None]).reshape(-1, 3).to(rays_o.dtype)
     occupied = grid.is_occupied(points).reshape(mid.shape) & valid
-    return exits, occupied
+    return entries, exits, occupied
 
 
 def _runs(
-    exits: Float[Tensor, "r c"], occupied: Bool[Tensor, "r c"], near: Float[Tensor, " r"], steps: _Steps
+    entries: Float[Tensor, "r c"],
+    exits: Float[Tensor, "r c"],
+    occupied: Bool[Tensor, "r c"],
+    near: Float[Tensor, " r"],
+    steps: _Steps,
 ) -> tuple[Float[Tensor, "r j"], Bool[Tensor, "r j"], Int[Tensor, " r"]]:
     """Merge cells into runs that the walk can cross in one closed-form move.
 
@@ -174,7 +179,6 @@ def _runs(
     entry so far lie below ``switch - step / 2``, no ``t`` of the walk has passed the switch.
     """
     valid = torch.isfinite(exits)
-    entries = torch.cat([torch.full_like(exits[:, :1], -math.inf), exits[:, :-1]], dim=1)
     linear = (entries <= steps.switch - steps.step / 2) & (near <= steps.switch)[:, None]
     previous = torch.cat([~occupied[:, :1], occupied[:, :-1]], dim=1)  # column 0 always starts a run
     continues = (occupied == previous) & (occupied | linear)
