@@ -2,8 +2,13 @@
 
 The primitive behind Levels-of-Experts layers and the Partition baseline. Samples are grouped by
 bank id (one stable sort), each non-empty bank runs a single dense matmul on its contiguous slice,
-and the results are scattered back to the original order. Memory is O(samples x width) whatever
-the number of banks; autograd flows through the gather, matmul and scatter.
+written in place into one output buffer, and the results are scattered back to the original
+order. Memory is O(samples x width) whatever the number of banks.
+
+The backward pass is written out (:class:`_RoutedMatmul`) rather than left to autograd: autograd
+would differentiate ``weight[b]`` by materialising a zero tensor of the whole bank stack per bank
+(O(banks^2) memory traffic) and would ``cat``/``split`` the per-bank slices. Here each bank's
+weight gradient is one ``mm`` into its own slot, and input gradients land in one buffer.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
+from torch.autograd.function import FunctionCtx, once_differentiable
 
 
 class Routes:
@@ -25,7 +31,10 @@ class Routes:
         self.order = torch.argsort(bank_index, stable=True)
         counts = torch.bincount(bank_index, minlength=num_banks)
         self.banks = torch.nonzero(counts).squeeze(-1).tolist()
-        self.sizes = counts[self.banks].tolist()
+        sizes = counts[self.banks].tolist()
+        ends = torch.tensor(sizes).cumsum(0).tolist() if sizes else []
+        self.slices = [(end - size, end) for size, end in zip(sizes, ends, strict=True)]
+        """Per used bank, its [start, end) range in ``order``."""
 
     def apply(
         self, x: Float[Tensor, "n d_in"], weight: Float[Tensor, "banks d_out d_in"]
@@ -33,9 +42,39 @@ class Routes:
         """``out[i] = weight[bank_index[i]] @ x[i]`` for every sample, without a bias."""
         if len(self.banks) <= 1:  # one bank used (or no samples): a plain matmul, no gather/scatter
             return x @ weight[self.banks[0] if self.banks else 0].T
-        grouped = x.index_select(0, self.order).split(self.sizes)
-        out = torch.cat([chunk @ weight[b].T for chunk, b in zip(grouped, self.banks, strict=True)])
-        return torch.empty_like(out).index_copy(0, self.order, out)
+        return _RoutedMatmul.apply(x, weight, self)
+
+
+class _RoutedMatmul(torch.autograd.Function):
+    """``out[i] = W[bank[i]] @ x[i]`` with a hand-written backward (see the module docstring)."""
+
+    @staticmethod
+    def forward(ctx: FunctionCtx, x: Tensor, weight: Tensor, routes: Routes) -> Tensor:
+        x_sorted = x.index_select(0, routes.order)
+        out_sorted = x.new_empty(x.shape[0], weight.shape[1])
+        for bank, (start, end) in zip(routes.banks, routes.slices, strict=True):
+            torch.mm(x_sorted[start:end], weight[bank].T, out=out_sorted[start:end])
+        ctx.save_for_backward(x_sorted, weight)
+        ctx.routes = routes
+        return torch.empty_like(out_sorted).index_copy_(0, routes.order, out_sorted)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: FunctionCtx, grad_out: Tensor) -> tuple[Tensor | None, Tensor | None, None]:
+        x_sorted, weight = ctx.saved_tensors
+        routes: Routes = ctx.routes
+        grad_sorted = grad_out.contiguous().index_select(0, routes.order)
+        grad_x = grad_weight = None
+        if ctx.needs_input_grad[0]:
+            grad_x_sorted = grad_out.new_empty(x_sorted.shape)
+            for bank, (start, end) in zip(routes.banks, routes.slices, strict=True):
+                torch.mm(grad_sorted[start:end], weight[bank], out=grad_x_sorted[start:end])
+            grad_x = torch.empty_like(grad_x_sorted).index_copy_(0, routes.order, grad_x_sorted)
+        if ctx.needs_input_grad[1]:
+            grad_weight = torch.zeros_like(weight)
+            for bank, (start, end) in zip(routes.banks, routes.slices, strict=True):
+                torch.mm(grad_sorted[start:end].T, x_sorted[start:end], out=grad_weight[bank])
+        return grad_x, grad_weight, None
 
 
 def routed_linear(
