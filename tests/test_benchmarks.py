@@ -9,6 +9,7 @@ from nerf_loe.benchmarks.methods import (
     BenchmarkArgs,
     EvalPoint,
     MethodResult,
+    apply_overrides,
     macs_per_sample,
     plot,
     run_method,
@@ -52,6 +53,30 @@ def test_macs_per_sample_uses_the_fields_own_count_else_its_linears():
 def test_args_reject_a_non_positive_scale_factor():
     with pytest.raises(ConfigError, match="scale-factor"):
         BenchmarkArgs(scale_factor=0.0)
+
+
+def test_overrides_convert_to_each_options_type():
+    from nerf_loe.models.loe_model import LoEModelConfig
+
+    config = LoEModelConfig()
+    apply_overrides(
+        config,
+        (
+            "residual_banks=true",
+            "unbounded=false",
+            "density_bias=-2.5",
+            "hidden_dim=32",
+            "marcher.early_stop=none",
+        ),
+    )
+    assert config.residual_banks is True and config.unbounded is False
+    assert config.density_bias == -2.5 and config.hidden_dim == 32 and config.marcher.early_stop == "none"
+    apply_overrides(config, ("unbounded=None",))
+    assert config.unbounded is None
+    with pytest.raises(ConfigError, match="not a boolean"):
+        apply_overrides(config, ("residual_banks=maybe",))
+    with pytest.raises(ConfigError, match="no option 'banks_per_layer'"):
+        apply_overrides(config, ("banks_per_layer=3",))
 
 
 def test_run_method_measures_training_and_test_metrics(tiny_scene, tmp_path):

@@ -23,6 +23,8 @@ import shlex
 import sys
 import tempfile
 import time
+import types
+import typing
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -79,8 +81,29 @@ class BenchmarkArgs:
                 raise ConfigError(f"--set {item!r}: write key=value, e.g. marcher.early_stop=none")
 
 
+def _convert(text: str, annotation: object) -> object:
+    """``text`` as a value of the option type ``annotation`` (bool, int, float, str, Literal,
+    optionally ``| None``; ``none`` gives None where None is allowed)."""
+    options = (
+        typing.get_args(annotation)
+        if typing.get_origin(annotation) in (types.UnionType, typing.Union)
+        else ()
+    )
+    kinds = [a for a in options if a is not type(None)] or [annotation]
+    if text.lower() == "none" and type(None) in options:
+        return None
+    kind = kinds[0]
+    if kind is bool:
+        if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
+            raise ConfigError(f"--set: {text!r} is not a boolean (true or false)")
+        return text.lower() in ("true", "1", "yes")
+    if kind in (int, float):
+        return kind(text)
+    return text
+
+
 def apply_overrides(model_config: object, overrides: tuple[str, ...]) -> None:
-    """Set dotted ``key=value`` overrides on a model config, converting to the current value's type."""
+    """Set dotted ``key=value`` overrides on a model config, converted to each option's type."""
     for item in overrides:
         key, value = item.split("=", 1)
         *parents, name = key.split(".")
@@ -89,14 +112,7 @@ def apply_overrides(model_config: object, overrides: tuple[str, ...]) -> None:
             target = getattr(target, part, None)
         if target is None or not hasattr(target, name):
             raise ConfigError(f"--set {item!r}: the model config has no option {key!r}")
-        current = getattr(target, name)
-        if isinstance(current, bool):
-            converted: object = value.lower() in ("1", "true", "yes")
-        elif isinstance(current, int | float):
-            converted = type(current)(value)
-        else:
-            converted = value
-        setattr(target, name, converted)
+        setattr(target, name, _convert(value, typing.get_type_hints(type(target))[name]))
     if overrides and hasattr(model_config, "__post_init__"):
         model_config.__post_init__()
 

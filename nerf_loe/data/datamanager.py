@@ -1,5 +1,6 @@
-"""nerfstudio's VanillaDataManager with the dataset validated before anything is read, and the
-training images' backdrop measured for the model (``metadata["backdrop"]``)."""
+"""nerfstudio's VanillaDataManager with the dataset validated before anything is read, and what the
+training images show measured for the model: ``metadata["backdrop"]`` and
+``metadata["scene_extent"]``."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from nerfstudio.data.datamanagers.base_datamanager import VanillaDataManager, Va
 from nerfstudio.data.datasets.base_dataset import InputDataset
 
 from nerf_loe.data.backdrop import plain_backdrop
+from nerf_loe.data.extent import scene_extent
 from nerf_loe.data.validation import validate_dataset
 
 
@@ -23,8 +25,9 @@ class ValidatedDataManagerConfig(VanillaDataManagerConfig):
 
 class ValidatedDataManager(VanillaDataManager[InputDataset]):
     """Validates ``config.dataparser``'s data, then behaves exactly like VanillaDataManager; the
-    training dataset's metadata (which the pipeline passes to the model) gains ``backdrop``: the
-    plain backdrop colour of its images, or None (see :mod:`nerf_loe.data.backdrop`)."""
+    training dataset's metadata (which the pipeline passes to the model) gains ``backdrop``, the
+    plain backdrop colour of its images or None (:mod:`nerf_loe.data.backdrop`), and
+    ``scene_extent``, the extent and its reason (:mod:`nerf_loe.data.extent`)."""
 
     def __init__(
         self,
@@ -38,4 +41,7 @@ class ValidatedDataManager(VanillaDataManager[InputDataset]):
         validate_dataset(config.dataparser, test_mode)
         super().__init__(config, device, test_mode, world_size, local_rank, **kwargs)
         dataset = self.train_dataset
-        dataset.metadata["backdrop"] = plain_backdrop(dataset.get_image_float32, len(dataset))
+        backdrop = plain_backdrop(dataset.get_image_float32, len(dataset))
+        has_alpha = len(dataset) > 0 and dataset.get_image_float32(0).shape[-1] == 4
+        dataset.metadata["backdrop"] = backdrop
+        dataset.metadata["scene_extent"] = scene_extent(backdrop, has_alpha)

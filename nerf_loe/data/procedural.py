@@ -54,8 +54,12 @@ class ProceduralSceneConfig:
     supersample: int = 2
     """Rays per pixel axis (anti-aliasing)."""
     shapes: tuple[str, ...] = field(default_factory=lambda: SHAPES)
-    background: Literal["transparent", "white"] = "transparent"
-    """transparent: RGBA images (alpha = coverage); white: RGB images composited on white."""
+    background: Literal["transparent", "white", "sky"] = "transparent"
+    """transparent: RGBA images (alpha = coverage); white: RGB images composited on white; sky:
+    RGB images over a sky whose colour varies with the view direction (an open scene)."""
+    ground: bool = False
+    """A checkered ground plane under the objects, running far past the cameras (an open scene:
+    content beyond any box around the cameras)."""
 
 
 def _rotation(rng: np.random.Generator) -> np.ndarray:
@@ -99,6 +103,34 @@ def _mesh(obj: SceneObject):
     return o3d.t.geometry.TriangleMesh.from_legacy(mesh)
 
 
+#: The ground plane: ``z = GROUND_Z`` (below every object), ``GROUND_HALF_SIZE`` to each side,
+#: checkered in squares of ``GROUND_TILE``.
+GROUND_Z, GROUND_HALF_SIZE, GROUND_TILE = -0.9, 50.0, 0.5
+
+
+def _ground_mesh():
+    import open3d as o3d
+
+    h = GROUND_HALF_SIZE
+    vertices = np.array([[-h, -h, GROUND_Z], [h, -h, GROUND_Z], [h, h, GROUND_Z], [-h, h, GROUND_Z]])
+    triangles = np.array([[0, 1, 2], [0, 2, 3]])
+    return o3d.t.geometry.TriangleMesh(
+        o3d.core.Tensor(vertices, o3d.core.float32), o3d.core.Tensor(triangles, o3d.core.int32)
+    )
+
+
+def ground_albedo(points: np.ndarray) -> np.ndarray:
+    """Two-tone checker of the ground plane."""
+    cells = np.floor(points[:, :2] / GROUND_TILE).sum(-1) % 2
+    return np.where(cells[:, None] > 0, [0.75, 0.7, 0.6], [0.3, 0.35, 0.3])
+
+
+def sky_color(directions: np.ndarray) -> np.ndarray:
+    """Sky seen along unit ``directions``: pale at the horizon, blue towards the zenith."""
+    up = np.clip(directions[:, 2:3], 0.0, 1.0)
+    return (1.0 - up) * np.array([0.85, 0.88, 0.92]) + up * np.array([0.25, 0.45, 0.85])
+
+
 def _texture(name: str) -> np.ndarray:
     import skimage.data
 
@@ -108,12 +140,13 @@ def _texture(name: str) -> np.ndarray:
 class ProceduralRenderer:
     """Ray-casts a list of :class:`SceneObject` with open3d."""
 
-    def __init__(self, objects: list[SceneObject]) -> None:
+    def __init__(self, objects: list[SceneObject], ground: bool = False) -> None:
         import open3d as o3d
 
         self.objects = objects
         self.scene = o3d.t.geometry.RaycastingScene()
         self.ids = [self.scene.add_triangles(_mesh(obj)) for obj in objects]
+        self.ground_id = self.scene.add_triangles(_ground_mesh()) if ground else None
         self.textures = {obj.texture: _texture(obj.texture) for obj in objects if obj.texture}
 
     def albedo(self, obj: SceneObject, points: np.ndarray) -> np.ndarray:
@@ -150,6 +183,9 @@ class ProceduralRenderer:
             mask = geometry[hit] == gid
             if mask.any():
                 color[mask] = self.albedo(obj, points[mask])
+        if self.ground_id is not None:
+            mask = geometry[hit] == self.ground_id
+            color[mask] = ground_albedo(points[mask])
         diffuse = np.clip(n @ LIGHT, 0, None)[:, None]
         half = LIGHT[None] - d
         half /= np.linalg.norm(half, axis=-1, keepdims=True)
@@ -163,7 +199,7 @@ def generate_procedural(config: ProceduralSceneConfig, out_dir: Path, show_progr
     """Render ``config`` into a dataset folder (see :mod:`nerf_loe.data.formats`)."""
     out_dir = Path(out_dir)
     (out_dir / "images").mkdir(parents=True, exist_ok=True)
-    renderer = ProceduralRenderer(make_objects(config))
+    renderer = ProceduralRenderer(make_objects(config), ground=config.ground)
     poses = camera_poses(config.num_views, config.radius, np.zeros(3), config.placement, config.seed)
     focal = focal_from_fov(config.width, np.deg2rad(config.fov_deg))
     views = range(config.num_views)
@@ -171,6 +207,10 @@ def generate_procedural(config: ProceduralSceneConfig, out_dir: Path, show_progr
         rgba = renderer.render(poses[i], focal, config.width, config.height, config.supersample)
         if config.background == "white":  # premultiplied colour over white
             image, mode = rgba[..., :3] + (1.0 - rgba[..., 3:]), "RGB"
+        elif config.background == "sky":
+            directions = pixel_rays(poses[i], focal, config.width, config.height)[1]
+            sky = sky_color(directions.reshape(-1, 3)).reshape(directions.shape)
+            image, mode = rgba[..., :3] + (1.0 - rgba[..., 3:]) * sky, "RGB"
         else:
             image, mode = rgba.copy(), "RGBA"
             image[..., :3] = rgba[..., :3] / np.clip(rgba[..., 3:], 1e-6, None)

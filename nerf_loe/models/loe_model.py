@@ -7,7 +7,7 @@ KiloNeRF-style grid of small networks.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import torch
@@ -73,8 +73,11 @@ class LoEModelConfig(ModelConfig):
     """Banks as one shared matrix plus per-bank residuals that start at zero: LoE starts as its MLP."""
     residual_penalty_mult: float = 0.0
     """Weight of the mean squared bank residual in the loss (with residual_banks)."""
-    unbounded: bool = False
-    """Real captures: scene contraction, 4 grid levels, steps growing with distance."""
+    unbounded: bool | None = None
+    """True: scene contraction, 4 grid levels, steps growing with distance (content past the
+    cameras); False: the scene box only. None: chosen from the training images, bounded when they
+    show an isolated subject (alpha channel or a plain backdrop), else unbounded (see
+    :mod:`nerf_loe.data.extent`)."""
     background_color: Background = "auto"
     """Colour behind the last sample. auto: the training images' plain backdrop colour when their
     borders show one (objects on white), else last_sample. last_sample: each ray's last sample
@@ -100,9 +103,13 @@ class LoEModelConfig(ModelConfig):
             raise ConfigError("--pipeline.model.distortion-loss-mult must be >= 0")
         if self.hidden_dim < 1 or self.num_frequencies < 1 or self.geo_feat_dim < 1:
             raise ConfigError("--pipeline.model.hidden-dim, num-frequencies and geo-feat-dim must be >= 1")
-        if self.unbounded and self.marcher.grid_levels == 1 and self.marcher.cone_angle == 0.0:
-            self.marcher.grid_levels = 4
-            self.marcher.cone_angle = 1.0 / 256
+
+    def marcher_for(self, unbounded: bool) -> GridMarcherConfig:
+        """The marcher config; unbounded scenes get 4 grid levels and cone angle 1/256 unless the
+        user set either."""
+        if unbounded and self.marcher.grid_levels == 1 and self.marcher.cone_angle == 0.0:
+            return replace(self.marcher, grid_levels=4, cone_angle=1.0 / 256)
+        return self.marcher
 
 
 class LoEModel(Model):
@@ -114,6 +121,7 @@ class LoEModel(Model):
         super().populate_modules()
         cfg = self.config
         self.tiling = Tiling(parse_banks(cfg.banks), cfg.tiling, cfg.blending)
+        self.unbounded = self._resolve_extent()
         aabb = self.scene_box.aabb
         self.field = LoEField(
             aabb,
@@ -126,10 +134,10 @@ class LoEModel(Model):
             activation=cfg.activation,
             density_bias=cfg.density_bias,
             residual_banks=cfg.residual_banks,
-            contract=cfg.unbounded,
+            contract=self.unbounded,
             implementation=choose_implementation(self.kwargs.get("device")),
         )
-        self.marcher = cfg.marcher.setup(aabb=aabb.flatten())
+        self.marcher = cfg.marcher_for(self.unbounded).setup(aabb=aabb.flatten())
         self.background_kind, colour = self._resolve_background()
         self.register_buffer("background_rgb", torch.tensor(colour))
         # Set once the data shows an alpha channel: the background is then the compositing colour,
@@ -156,6 +164,18 @@ class LoEModel(Model):
                 func=lambda step: self.marcher.update_grid(step, self.field.density_at),
             )
         ]
+
+    def _resolve_extent(self) -> bool:
+        """Whether to model the scene unbounded (``unbounded=None`` is decided by the data)."""
+        if self.config.unbounded is not None:
+            return self.config.unbounded
+        measured = (self.kwargs.get("metadata") or {}).get("scene_extent")
+        if measured is None:
+            CONSOLE.print("unbounded auto: the data manager measured no scene extent: bounded")
+            return False
+        extent, reason = measured
+        CONSOLE.print(f"unbounded auto: {reason}: {extent}")
+        return extent == "unbounded"
 
     def _resolve_background(self) -> tuple[Literal["last_sample", "constant", "random"], list[float]]:
         """The background rule and constant colour this model uses (``auto`` decided by the data)."""

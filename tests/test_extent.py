@@ -1,0 +1,69 @@
+"""Bounded or unbounded chosen from the data (``--pipeline.model.unbounded`` left at None).
+
+Documented rule (nerf_loe.data.extent): images with an alpha channel or a plain backdrop show an
+isolated subject -> bounded; any other images -> unbounded. Checked end to end on procedural scenes:
+objects on white and on transparency (bounded), and objects on a ground plane running to a sky
+(an open scene, whose content runs far past the cameras: unbounded).
+"""
+
+import pytest
+import torch
+from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
+
+from nerf_loe.data.datamanager import ValidatedDataManagerConfig
+from nerf_loe.data.extent import scene_extent
+from nerf_loe.data.procedural import GROUND_HALF_SIZE, ProceduralSceneConfig, generate_procedural
+from nerf_loe.models.loe_model import LoEModelConfig
+
+
+def _scene(tmp_path_factory, **kwargs):
+    config = ProceduralSceneConfig(
+        seed=1, num_objects=3, width=24, height=24, num_views=8, supersample=1, **kwargs
+    )
+    return generate_procedural(config, tmp_path_factory.mktemp("scene"), show_progress=False), config
+
+
+def _model_on(scene, **model_kwargs):
+    datamanager = ValidatedDataManagerConfig(dataparser=NerfstudioDataParserConfig(data=scene)).setup(
+        device="cpu", test_mode="test"
+    )
+    dataset = datamanager.train_dataset
+    config = LoEModelConfig(banks=("2x2x2",), hidden_dim=8, **model_kwargs)
+    model = config.setup(
+        scene_box=dataset.scene_box, num_train_data=len(dataset), metadata=dataset.metadata, device="cpu"
+    )
+    return datamanager, model
+
+
+@pytest.mark.parametrize("background", ["white", "transparent"])
+def test_an_isolated_subject_is_modelled_bounded(tmp_path_factory, background):
+    scene, _ = _scene(tmp_path_factory, background=background)
+    datamanager, model = _model_on(scene)
+    assert datamanager.train_dataset.metadata["scene_extent"][0] == "bounded"
+    assert model.unbounded is False
+    assert model.marcher.grid.levels == 1 and model.marcher.config.cone_angle == 0.0
+    assert model.field.normalizer.contraction is None
+
+
+def test_an_open_scene_is_modelled_unbounded(tmp_path_factory):
+    scene, config = _scene(tmp_path_factory, background="sky", ground=True)
+    assert GROUND_HALF_SIZE > 5 * config.radius  # the ground runs far past the cameras
+    datamanager, model = _model_on(scene)
+    assert datamanager.train_dataset.metadata["scene_extent"][0] == "unbounded"
+    assert model.unbounded is True
+    assert model.marcher.grid.levels == 4 and model.marcher.config.cone_angle == pytest.approx(1 / 256)
+    assert model.field.normalizer.contraction is not None
+    far = torch.tensor([[30.0, 0.0, 0.0]])  # contracted into the box: the field sees it
+    assert model.field.normalizer.inside(far).item() == 1.0
+
+
+def test_an_explicit_choice_overrides_the_data(tmp_path_factory):
+    scene, _ = _scene(tmp_path_factory, background="sky", ground=True)
+    _, model = _model_on(scene, unbounded=False)
+    assert model.unbounded is False and model.marcher.grid.levels == 1
+
+
+def test_extent_rule_by_case():
+    assert scene_extent(None, has_alpha=True)[0] == "bounded"
+    assert scene_extent((1.0, 1.0, 1.0), has_alpha=False)[0] == "bounded"
+    assert scene_extent(None, has_alpha=False)[0] == "unbounded"
