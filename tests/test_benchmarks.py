@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -13,7 +14,9 @@ from nerf_loe.benchmarks.methods import (
     macs_per_sample,
     plot,
     run_method,
+    summary,
     table,
+    view_grid,
 )
 from nerf_loe.components.tiling import Tiling
 from nerf_loe.errors import ConfigError
@@ -37,6 +40,47 @@ def test_table_reports_ratios_to_nerfacto_and_unreached_equal_steps():
     assert nerfacto_cells[4:7] == ["-", "-", "-"] and nerfacto_cells[8] == "100*"
     assert all(len(line.split("|")) == len(text.splitlines()[0].split("|")) for line in rows.values())
     assert "\\* field MLPs only" in text
+
+
+def test_summary_gives_each_methods_median_and_worst_scene_and_margins():
+    args = BenchmarkArgs(budget_s=60, equal_steps=100)
+    final = {"loe-nerf": (20.0, 25.0, 22.0), "mlp-nerf": (21.0, 24.0, 23.5)}
+    results = []
+    for method, psnrs in final.items():
+        for scene, psnr in zip("abc", psnrs, strict=True):
+            curve = [EvalPoint(100, 10.0, psnr - 5, 0.5), EvalPoint(500, 60.0, psnr, psnr / 100)]
+            results.append(_result(method, 1.0, curve))
+            results[-1].scene = scene
+    text = summary(results, args)
+    rows = {
+        line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
+        for line in text.splitlines()
+        if line.startswith("| ")
+    }
+    # loe: median of 20, 25, 22 is 22, worst 20 on a; SSIM = PSNR/100; at 100 steps each is 5 dB lower
+    assert rows["loe-nerf"] == ["22.00", "20.00 (a)", "0.22", "0.20 (a)", "17.00", "15.00 (a)"]
+    assert rows["mlp-nerf"][:2] == ["23.50", "21.00 (a)"]
+    assert (
+        rows["a"] == ["-1.00 / -1.00"] and rows["b"] == ["+1.00 / +1.00"] and rows["c"] == ["-1.50 / -1.50"]
+    )
+
+
+def test_view_grid_puts_scenes_in_rows_and_truth_then_methods_in_columns(tmp_path):
+    from PIL import Image
+
+    results = []
+    for scene, shade in (("a", 10), ("b", 200)):
+        for k, method in enumerate(("loe-nerf", "mlp-nerf")):
+            r = _result(method, 1.0, [EvalPoint(1, 1.0, 20.0, 0.5)])
+            r.scene = scene
+            r.target = np.full((4, 5, 3), shade, np.uint8)
+            r.view = np.full((4, 5, 3), shade + 1 + k, np.uint8)
+            results.append(r)
+    view_grid(results, tmp_path / "grid.png")
+    grid = np.asarray(Image.open(tmp_path / "grid.png"))
+    assert grid.shape == (2 * (4 + 2), 3 * (5 + 2), 3)  # 2-pixel gaps after each tile
+    assert [grid[0, 7 * col, 0] for col in range(3)] == [10, 11, 12]
+    assert [grid[6, 7 * col, 0] for col in range(3)] == [200, 201, 202]
 
 
 def test_macs_per_sample_uses_the_fields_own_count_else_its_linears():
@@ -91,5 +135,8 @@ def test_run_method_measures_training_and_test_metrics(tiny_scene, tmp_path):
     assert result.curve[1].train_s > result.curve[0].train_s > 0
     assert result.rays_per_s == pytest.approx(result.rays_per_batch * 12 / result.train_s)
     assert result.macs_per_sample > 0 and result.params > 0 and result.peak_mb > 0
+    assert result.scene == tiny_scene.name
+    assert result.view.shape == result.target.shape == (32, 32, 3) and result.view.dtype == np.uint8
+    assert result.target.std() > 0  # the scored ground truth, not a blank image
     plot([result], tmp_path / "curve.png", "tiny")
     assert (tmp_path / "curve.png").stat().st_size > 1000

@@ -15,11 +15,13 @@ training time and vs iteration).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import multiprocessing
 import random
 import resource
 import shlex
+import statistics
 import sys
 import tempfile
 import time
@@ -42,8 +44,10 @@ RESULTS = Path(__file__).parent / "results"
 
 @dataclass
 class BenchmarkArgs:
-    scene: Path | None = None
-    """Blender-format dataset; default: the demo scene (chess2) rendered at width x height under data/."""
+    scenes: tuple[Path, ...] = ()
+    """Datasets (one folder each); every method trains on each. Default: the demo scene (chess2)
+    rendered at width x height under data/. With several, the summary gives each method's median
+    and worst scene."""
     width: int = 100
     height: int = 75
     methods: tuple[str, ...] = ("loe-nerf", "mlp-nerf", "partition-nerf", "nerfacto")
@@ -139,6 +143,11 @@ class MethodResult:
     params: int
     peak_mb: float
     curve: list[EvalPoint]
+    scene: str = ""
+    view: np.ndarray | None = None
+    """The first test view rendered at the end of training, [H, W, 3] uint8 (not written to JSON)."""
+    target: np.ndarray | None = None
+    """That view's ground truth as scored, [H, W, 3] uint8 (not written to JSON)."""
 
 
 def macs_per_sample(model: nn.Module) -> tuple[int, str]:
@@ -163,6 +172,23 @@ def _train_view_psnr(pipeline, views: int) -> float | None:
         batch = {"image": dataset[i]["image"].to(model.device)}
         psnrs.append(model.get_image_metrics_and_images(outputs, batch)[0]["psnr"])
     return float(sum(psnrs) / len(psnrs))
+
+
+def _first_test_view(pipeline) -> tuple[np.ndarray, np.ndarray]:
+    """The first test image and the model's render of it, as they are scored (RGBA data composited
+    on the evaluation background), [H, W, 3] uint8 each."""
+    pipeline.eval()
+    dataset = pipeline.datamanager.eval_dataset
+    model = pipeline.model
+    with torch.no_grad():
+        outputs = model.get_outputs_for_camera(dataset.cameras[0:1].to(model.device))
+        target = dataset[0]["image"].to(model.device)
+        if hasattr(model, "composite"):
+            rgb, target = model.composite(outputs, target)
+        else:
+            rgb, target = outputs["rgb"], target[..., :3]
+    pipeline.train()
+    return tuple((t.clamp(0, 1).cpu().numpy() * 255 + 0.5).astype(np.uint8) for t in (target, rgb))
 
 
 def _evaluate(pipeline, step: int, train_s: float, train_views: int) -> EvalPoint:
@@ -236,6 +262,7 @@ def _train_and_measure(method: str, scene: Path, args: BenchmarkArgs, output_dir
             print(f"{method}: step {step}, {train_s:.0f} s, test PSNR {curve[-1].psnr:.2f} dB", flush=True)
     if not curve or curve[-1].step != step:
         curve.append(_evaluate(pipeline, step, train_s, args.train_views))
+    target, view = _first_test_view(pipeline)
 
     if args.device == "cuda":
         peak_mb = torch.cuda.max_memory_allocated() / 2**20
@@ -252,6 +279,9 @@ def _train_and_measure(method: str, scene: Path, args: BenchmarkArgs, output_dir
         params=sum(p.numel() for p in pipeline.model.parameters()),
         peak_mb=peak_mb,
         curve=curve,
+        scene=scene.name,
+        view=view,
+        target=target,
     )
 
 
@@ -285,42 +315,43 @@ def table(results: list[MethodResult], args: BenchmarkArgs) -> str:
 
 
 def plot(results: list[MethodResult], path: Path, title: str) -> None:
+    """PSNR against training time and against iteration, one row of two panels per scene."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (by_time, by_step) = plt.subplots(1, 2, figsize=(11, 4))
-    for r in results:
-        line = by_time.plot(
-            [p.train_s for p in r.curve], [p.psnr for p in r.curve], marker="o", label=r.method
-        )
-        color = line[0].get_color()
-        by_step.plot(
-            [p.step for p in r.curve], [p.psnr for p in r.curve], marker="o", color=color, label=r.method
-        )
-        fitted = [p for p in r.curve if p.train_psnr is not None]
-        if fitted:
-            by_step.plot(
-                [p.step for p in fitted],
-                [p.train_psnr for p in fitted],
-                "--",
-                marker="x",
-                color=color,
-                label=f"{r.method} (train views)",
-            )
-    by_time.set_xlabel("training time (s, evaluation excluded)")
-    by_step.set_xlabel("iteration")
-    for ax in (by_time, by_step):
-        ax.set_xscale("log")
-        ax.set_ylabel("PSNR (dB)")
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8)
-    by_time.set_title("test views")
-    by_step.set_title("test views (solid), training views (dashed)")
+    scenes = list(dict.fromkeys(r.scene for r in results))
+    methods = list(dict.fromkeys(r.method for r in results))
+    colors = {m: f"C{i}" for i, m in enumerate(methods)}
+    fig, axes = plt.subplots(len(scenes), 2, figsize=(11, 4 * len(scenes)), squeeze=False)
+    for (by_time, by_step), scene in zip(axes, scenes, strict=True):
+        for r in (r for r in results if r.scene == scene):
+            color = colors[r.method]
+            for ax, x in ((by_time, [p.train_s for p in r.curve]), (by_step, [p.step for p in r.curve])):
+                ax.plot(x, [p.psnr for p in r.curve], marker="o", color=color, label=r.method)
+            fitted = [p for p in r.curve if p.train_psnr is not None]
+            if fitted:
+                by_step.plot(
+                    [p.step for p in fitted],
+                    [p.train_psnr for p in fitted],
+                    "--",
+                    marker="x",
+                    color=color,
+                    label=f"{r.method} (train views)",
+                )
+        by_time.set_xlabel("training time (s, evaluation excluded)")
+        by_step.set_xlabel("iteration")
+        for ax in (by_time, by_step):
+            ax.set_xscale("log")
+            ax.set_ylabel("PSNR (dB)")
+            ax.grid(True, alpha=0.3)
+            ax.legend(fontsize=8)
+        by_time.set_title(f"{scene}: test views")
+        by_step.set_title(f"{scene}: test views (solid), training views (dashed)")
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
@@ -332,33 +363,129 @@ def main() -> None:
     unknown = [m for m in args.methods if m not in all_methods]
     if unknown:
         raise ConfigError(f"unknown method(s) {unknown}; choose from: {', '.join(sorted(all_methods))}")
-    if args.scene is None:
+    if args.scenes:
+        scenes = list(args.scenes)
+    else:
         from nerf_loe.demo import default_scene
 
-        scene = default_scene(Path("data"), args.width, args.height)
-    else:
-        scene = args.scene
+        scenes = [default_scene(Path("data"), args.width, args.height)]
     results: list[MethodResult] = []
-    for method in args.methods:  # one fresh process each: own memory peak, no shared state
-        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-            results.append(pool.submit(run_method, method, scene, args).result())
-        print(f"{method}: {results[-1].curve[-1].psnr:.2f} dB after {results[-1].steps} steps", flush=True)
+    for scene in scenes:
+        for method in args.methods:  # one fresh process each: own memory peak, no shared state
+            with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+                results.append(pool.submit(run_method, method, scene, args).result())
+            last = results[-1]
+            print(f"{scene.name} {method}: {last.curve[-1].psnr:.2f} dB after {last.steps} steps", flush=True)
+    write_report(results, args, scenes)
 
+
+def write_report(results: list[MethodResult], args: BenchmarkArgs, scenes: list[Path]) -> str:
+    """Write ``<out>.md`` (summary and per-scene tables, with the command), ``<out>.json``,
+    ``<out>.png`` (PSNR curves) and ``<out>_views.png`` (one test view per scene and method)."""
     args.out.parent.mkdir(parents=True, exist_ok=True)
     command = "python -m nerf_loe.benchmarks.methods " + shlex.join(sys.argv[1:])
     limit = f"{args.budget_s:.0f} s"
     if args.max_steps != BenchmarkArgs.max_steps:
         limit += f" or {args.max_steps} steps"
-    title = f"{scene.name}, {args.device}, {limit} per method"
-    text = (
-        f"# Method benchmark: {title}\n\nCommand: `{command}`\n\n{table(results, args)}\n\n"
-        f"![PSNR vs time]({args.out.name}.png)\n"
-    )
+    names = ", ".join(scene.name for scene in scenes)
+    title = f"{names}, {args.device}, {limit} per method"
+    sections = [f"# Method benchmark: {title}", f"Command: `{command}`"]
+    if len(scenes) > 1:
+        sections += ["## Over scenes", summary(results, args)]
+    for scene in scenes:
+        header = f"## {scene.name}" if len(scenes) > 1 else ""
+        sections += [header, table([r for r in results if r.scene == scene.name], args)]
+    methods = ", ".join(dict.fromkeys(r.method for r in results))
+    sections += [
+        f"![PSNR vs time]({args.out.name}.png)",
+        f"First test view per scene; columns: ground truth, {methods}.",
+        f"![test views]({args.out.name}_views.png)",
+    ]
+    text = "\n\n".join(part for part in sections if part) + "\n"
     args.out.with_suffix(".md").write_text(text)
-    payload = {"command": command, "scene": str(scene), "results": [asdict(r) for r in results]}
+    fields = [f.name for f in dataclasses.fields(MethodResult) if f.name not in ("view", "target")]
+    payload = {
+        "command": command,
+        "scenes": [str(scene) for scene in scenes],
+        "results": [{name: asdict(r)[name] for name in fields} for r in results],
+    }
     args.out.with_suffix(".json").write_text(json.dumps(payload, indent=1, default=str))
     plot(results, args.out.with_suffix(".png"), title)
+    view_grid(results, args.out.parent / f"{args.out.name}_views.png")
     print(text)
+    return text
+
+
+def _median_and_worst(values: dict[str, float]) -> str:
+    worst = min(values, key=values.get)
+    return f"{statistics.median(values.values()):.2f} | {values[worst]:.2f} ({worst})"
+
+
+def summary(results: list[MethodResult], args: BenchmarkArgs) -> str:
+    """Per method over scenes: median and worst test PSNR / SSIM at the budget and at equal steps;
+    then per scene, the first method's PSNR margin over each other method (at the budget / at equal
+    steps)."""
+    methods = list(dict.fromkeys(r.method for r in results))
+    scenes = list(dict.fromkeys(r.scene for r in results))
+    by = {(r.scene, r.method): r for r in results}
+    lines = [
+        f"| method | PSNR @ {args.budget_s:.0f} s median | worst | SSIM median | worst "
+        f"| PSNR @ {args.equal_steps} steps median | worst |",
+        "|---|" + "---:|" * 6,
+    ]
+    for method in methods:
+        final = {s: by[s, method].curve[-1] for s in scenes if (s, method) in by}
+        equal = {s: _at_steps(by[s, method], args.equal_steps) for s in final}
+        equal_psnr = {s: p.psnr for s, p in equal.items() if p is not None}
+        cells = [
+            _median_and_worst({s: p.psnr for s, p in final.items()}),
+            _median_and_worst({s: p.ssim for s, p in final.items()}),
+            _median_and_worst(equal_psnr) if len(equal_psnr) == len(final) else "- | -",
+        ]
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    first, others = methods[0], methods[1:]
+    if others:
+        lines += [
+            "",
+            f"{first} minus each method, test PSNR (dB) at {args.budget_s:.0f} s"
+            f" / at {args.equal_steps} steps:",
+            "",
+            "| scene | " + " | ".join(others) + " |",
+            "|---|" + "---:|" * len(others),
+        ]
+        for s in scenes:
+            cells = []
+            for other in others:
+                a, b = by.get((s, first)), by.get((s, other))
+                if a is None or b is None:
+                    cells.append("-")
+                    continue
+                at_equal = [_at_steps(r, args.equal_steps) for r in (a, b)]
+                equal_text = "-" if None in at_equal else f"{at_equal[0].psnr - at_equal[1].psnr:+.2f}"
+                cells.append(f"{a.curve[-1].psnr - b.curve[-1].psnr:+.2f} / {equal_text}")
+            lines.append(f"| {s} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def view_grid(results: list[MethodResult], path: Path) -> None:
+    """One row per scene: the first test view's ground truth, then each method's render."""
+    from PIL import Image
+
+    scenes = list(dict.fromkeys(r.scene for r in results))
+    rows = []
+    for s in scenes:
+        row = [r for r in results if r.scene == s and r.view is not None]
+        if not row:
+            continue
+        tiles = [row[0].target] + [r.view for r in row]
+        height = max(t.shape[0] for t in tiles)
+        tiles = [np.pad(t, ((0, height - t.shape[0]), (0, 2), (0, 0))) for t in tiles]
+        rows.append(np.concatenate(tiles, axis=1))
+    if not rows:
+        return
+    width = max(r.shape[1] for r in rows)
+    grid = np.concatenate([np.pad(r, ((0, 2), (0, width - r.shape[1]), (0, 0))) for r in rows])
+    Image.fromarray(grid).save(path)
 
 
 if __name__ == "__main__":
