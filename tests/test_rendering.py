@@ -8,6 +8,7 @@ import torch
 from marching_reference import reference_march
 
 from nerf_loe.components.normalization import UnitBoxNormalizer
+from nerf_loe.errors import ConfigError
 from nerf_loe.rendering.marcher import GridMarcher, GridMarcherConfig
 from nerf_loe.rendering.marching import march
 from nerf_loe.rendering.occupancy_grid import OccupancyGrid
@@ -116,6 +117,30 @@ def test_stratified_marching_shifts_each_rays_lattice_uniformly():
     assert torch.equal(a.t_starts, b.t_starts)
     remainder = torch.remainder(a.t_starts, step)
     assert torch.minimum(remainder, step - remainder).max() < 1e-4  # on the lattice k * step
+
+
+def test_coarse_to_fine_steps_halve_in_equal_phases_and_never_in_evaluation():
+    config = GridMarcherConfig(grid_resolution=8, early_stop="none", backend="torch", coarse_step_factor=8)
+    config.coarse_until = 300  # three phases of 100 iterations: 8x, 4x, 2x, then 1x
+    marcher = GridMarcher(config, AABB).train()
+    factors = {}
+    for iteration in (0, 99, 100, 199, 200, 299, 300, 5000):
+        marcher.update_grid(iteration, lambda x: torch.ones_like(x[:, 0]))
+        factors[iteration] = marcher.step_factor()
+    assert factors == {0: 8, 99: 8, 100: 4, 199: 4, 200: 2, 299: 2, 300: 1, 5000: 1}
+    marcher.update_grid(0, lambda x: torch.ones_like(x[:, 0]))
+    rays_o, rays_d = x_rays(1)
+    coarse = marcher.sample(rays_o, rays_d)
+    marcher.eval()
+    fine = marcher.sample(rays_o, rays_d)
+    # the ray crosses the whole box ([-1, 1] along x): 2 / step samples, 8x fewer while coarse
+    assert len(fine) == round(2 / marcher.step_size)
+    assert abs(len(coarse) - len(fine) / 8) <= 1
+    torch.testing.assert_close(
+        coarse.t_ends - coarse.t_starts, torch.full((len(coarse),), 8 * marcher.step_size)
+    )
+    with pytest.raises(ConfigError, match="power of 2"):
+        GridMarcherConfig(coarse_step_factor=3)
 
 
 # --- volume rendering -------------------------------------------------------------------------

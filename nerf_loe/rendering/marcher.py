@@ -57,6 +57,13 @@ class GridMarcherConfig(InstantiateConfig):
     """Stop a ray once transmittance falls below this."""
     alpha_thre: float = 0.0
     """Drop samples whose alpha is below this (with early_stop != none)."""
+    coarse_step_factor: int = 4
+    """Training starts marching with steps (and cone angle) this many times the configured ones and
+    halves them in equal phases until ``coarse_until``: early training, while the grid is still
+    mostly occupied, shades a fraction of the samples (1 or a power of 2; 1 disables). Evaluation
+    always uses the configured step."""
+    coarse_until: int = 256
+    """Training iteration from which the configured step is used."""
     update_every: int = 16
     warmup_steps: int = 256
     occupancy_threshold: float = 0.01
@@ -69,6 +76,12 @@ class GridMarcherConfig(InstantiateConfig):
             raise ConfigError("marcher: grid_resolution, grid_levels and samples_per_diagonal must be >= 1")
         if self.early_stop not in ("density", "none"):
             raise ConfigError(f"marcher.early_stop {self.early_stop!r}: choose density or none")
+        factor = self.coarse_step_factor
+        if factor < 1 or factor & (factor - 1) or self.coarse_until < 0:
+            raise ConfigError(
+                f"marcher: coarse_step_factor must be a power of 2 (1 disables), got {factor}; "
+                f"coarse_until must be >= 0, got {self.coarse_until}"
+            )
         if not 0 <= self.near_plane < self.far_plane:
             raise ConfigError(
                 f"marcher: need 0 <= near_plane < far_plane, got {self.near_plane} and {self.far_plane}"
@@ -84,8 +97,21 @@ class GridMarcher(nn.Module):
         self.grid = OccupancyGrid(aabb, config.grid_resolution, config.grid_levels)
         diagonal = (aabb.flatten()[3:] - aabb.flatten()[:3]).norm().item()
         self.step_size = diagonal / config.samples_per_diagonal
+        self.iteration = config.coarse_until  # fine steps unless training reports its iteration
+
+    def step_factor(self) -> int:
+        """Multiplier of step and cone angle at the current training iteration (1 in evaluation).
+
+        With factor ``F = 2^k``, iterations ``[0, coarse_until)`` split into ``k`` equal phases
+        marching with ``F, F/2, ..., 2`` times the configured step."""
+        factor, until = self.config.coarse_step_factor, self.config.coarse_until
+        if not self.training or factor == 1 or self.iteration >= until:
+            return 1
+        phases = factor.bit_length() - 1
+        return factor >> (self.iteration * phases // until)
 
     def update_grid(self, step: int, density_fn: DensityFn) -> None:
+        self.iteration = step
         if step % self.config.update_every == 0:
             self.grid.update(
                 step,
@@ -102,13 +128,13 @@ class GridMarcher(nn.Module):
     ) -> PackedSamples:
         """Packed samples of the rays that are worth shading."""
         cfg = self.config
+        factor = self.step_factor()
+        step, cone = self.step_size * factor, cfg.cone_angle * factor
         near = torch.full_like(rays_o[:, 0], cfg.near_plane)
         if self.training:  # stratified: shift each ray's step lattice by U[0, step)
-            near = near + torch.rand_like(near) * self.step_size
+            near = near + torch.rand_like(near) * step
         far = torch.full_like(rays_o[:, 0], cfg.far_plane)
-        samples = march(
-            self.grid, rays_o, rays_d, near, far, self.step_size, cfg.cone_angle, backend=cfg.backend
-        )
+        samples = march(self.grid, rays_o, rays_d, near, far, step, cone, backend=cfg.backend)
         if cfg.early_stop == "none" or len(samples) == 0:
             return samples
         if density_fn is None:
