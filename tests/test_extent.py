@@ -1,7 +1,7 @@
 """Bounded or unbounded chosen from the data (``--pipeline.model.unbounded`` left at None).
 
-Documented rule (nerf_loe.data.extent): images with an alpha channel or a plain backdrop show an
-isolated subject -> bounded; any other images -> unbounded. Checked end to end on procedural scenes:
+Documented rule (nerf_loe.data.extent): images with transparent borders or a plain backdrop show
+an isolated subject -> bounded; any other images -> unbounded. Checked end to end on procedural scenes:
 objects on white and on transparency (bounded), and objects on a ground plane running to a sky
 (an open scene, whose content runs far past the cameras: unbounded).
 """
@@ -64,6 +64,6 @@ def test_an_explicit_choice_overrides_the_data(tmp_path_factory):
 
 
 def test_extent_rule_by_case():
-    assert scene_extent(None, has_alpha=True)[0] == "bounded"
-    assert scene_extent((1.0, 1.0, 1.0), has_alpha=False)[0] == "bounded"
-    assert scene_extent(None, has_alpha=False)[0] == "unbounded"
+    assert scene_extent(None, transparent_borders=True)[0] == "bounded"
+    assert scene_extent((1.0, 1.0, 1.0), transparent_borders=False)[0] == "bounded"
+    assert scene_extent(None, transparent_borders=False)[0] == "unbounded"

@@ -1,11 +1,15 @@
-"""Does a dataset show a plain backdrop? Measured on the borders of its training images.
+"""What surrounds the subject of a dataset? Measured on the borders of its training images.
 
 Object captures on a plain backdrop (Blender scenes composited on white, turntable photos) are
 best rendered over that constant colour: a learned background would be a shortcut that competes
-with the geometry. Opaque scenes (rooms, landscapes, content running past the scene box) have no
-such colour. The test: the outermost rows and columns of up to ``max_images`` training images
-(evenly spread); the backdrop is their median colour when at least ``share`` of those pixels lie
-within ``tolerance`` of it in every channel.
+with the geometry. Images whose borders are transparent show an isolated subject too; their
+transparency is composited on a known colour, so they have no backdrop colour of their own. Opaque
+scenes (rooms, landscapes, content running past the scene box) have neither.
+
+The measurement: the outermost rows and columns of up to ``max_images`` training images (evenly
+spread). The backdrop is their median colour when at least ``share`` of those pixels lie within
+``tolerance`` of it in every channel (and, with an alpha channel, all are opaque); the borders are
+transparent when at least ``share`` of them have alpha below 1/2.
 """
 
 from __future__ import annotations
@@ -24,28 +28,34 @@ def border_pixels(image: Float[Tensor, "h w c"]) -> Float[Tensor, "n c"]:
     return torch.cat([rows, cols])
 
 
-def plain_backdrop(
-    load: Callable[[int], Float[Tensor, "h w c"]],
-    num_images: int,
-    max_images: int = 16,
-    tolerance: float = 0.05,
-    share: float = 0.9,
-) -> tuple[float, float, float] | None:
-    """The backdrop colour if the images' borders show a plain one, else None.
-
-    ``load(i)`` returns training image ``i`` as floats in [0, 1]. Images with an alpha channel
-    have no backdrop of their own (None): their transparency is composited on a known colour.
-    """
+def sampled_borders(
+    load: Callable[[int], Float[Tensor, "h w c"]], num_images: int, max_images: int = 16
+) -> Float[Tensor, "n c"]:
+    """Border pixels of up to ``max_images`` evenly spread images; ``load(i)`` gives image ``i`` as
+    floats in [0, 1] (RGB or RGBA). Empty [0, 3] without images."""
     if num_images < 1:
-        return None
+        return torch.zeros(0, 3)
     picks = torch.linspace(0, num_images - 1, min(max_images, num_images)).round().long().tolist()
-    borders = []
-    for i in picks:
-        image = load(i)
-        if image.shape[-1] == 4:
+    return torch.cat([border_pixels(load(i).float()) for i in picks])
+
+
+def plain_backdrop(
+    borders: Float[Tensor, "n c"], tolerance: float = 0.05, share: float = 0.9
+) -> tuple[float, float, float] | None:
+    """The backdrop colour if the border pixels show a plain, opaque one, else None."""
+    if borders.shape[0] == 0:
+        return None
+    if borders.shape[-1] == 4:
+        if (borders[:, 3] < 1.0 - tolerance).any():  # transparency: composited on a known colour
             return None
-        borders.append(border_pixels(image[..., :3].float()))
-    pixels = torch.cat(borders)
-    colour = pixels.median(dim=0).values
-    agree = ((pixels - colour).abs() <= tolerance).all(dim=-1).float().mean().item()
+        borders = borders[:, :3]
+    colour = borders.median(dim=0).values
+    agree = ((borders - colour).abs() <= tolerance).all(dim=-1).float().mean().item()
     return tuple(colour.tolist()) if agree >= share else None
+
+
+def transparent_borders(borders: Float[Tensor, "n c"], share: float = 0.9) -> bool:
+    """True if at least ``share`` of the border pixels are transparent (alpha below 1/2)."""
+    if borders.shape[0] == 0 or borders.shape[-1] != 4:
+        return False
+    return (borders[:, 3] < 0.5).float().mean().item() >= share

@@ -11,7 +11,7 @@ import torch
 from nerfstudio.data.datamanagers.base_datamanager import VanillaDataManager, VanillaDataManagerConfig
 from nerfstudio.data.datasets.base_dataset import InputDataset
 
-from nerf_loe.data.backdrop import plain_backdrop
+from nerf_loe.data.backdrop import plain_backdrop, sampled_borders, transparent_borders
 from nerf_loe.data.extent import scene_extent
 from nerf_loe.data.validation import validate_dataset
 
@@ -41,7 +41,8 @@ class ValidatedDataManager(VanillaDataManager[InputDataset]):
         validate_dataset(config.dataparser, test_mode)
         super().__init__(config, device, test_mode, world_size, local_rank, **kwargs)
         dataset = self.train_dataset
-        backdrop = plain_backdrop(dataset.get_image_float32, len(dataset))
-        has_alpha = len(dataset) > 0 and dataset.get_image_float32(0).shape[-1] == 4
-        dataset.metadata["backdrop"] = backdrop
-        dataset.metadata["scene_extent"] = scene_extent(backdrop, has_alpha)
+        borders = sampled_borders(dataset.get_image_float32, len(dataset))
+        dataset.metadata["backdrop"] = plain_backdrop(borders)
+        dataset.metadata["scene_extent"] = scene_extent(
+            dataset.metadata["backdrop"], transparent_borders(borders)
+        )

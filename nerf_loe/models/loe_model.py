@@ -76,7 +76,7 @@ class LoEModelConfig(ModelConfig):
     unbounded: bool | None = None
     """True: scene contraction, 4 grid levels, steps growing with distance (content past the
     cameras); False: the scene box only. None: chosen from the training images, bounded when they
-    show an isolated subject (alpha channel or a plain backdrop), else unbounded (see
+    show an isolated subject (transparent borders or a plain backdrop), else unbounded (see
     :mod:`nerf_loe.data.extent`)."""
     background_color: Background = "auto"
     """Colour behind the last sample. auto: the training images' plain backdrop colour when their
