@@ -111,8 +111,10 @@ def test_overrides_convert_to_each_options_type():
             "density_bias=-2.5",
             "hidden_dim=32",
             "marcher.early_stop=none",
+            "banks=2x2x2,1x1x1",
         ),
     )
+    assert config.banks == ("2x2x2", "1x1x1")
     assert config.residual_banks is True and config.unbounded is False
     assert config.density_bias == -2.5 and config.hidden_dim == 32 and config.marcher.early_stop == "none"
     apply_overrides(config, ("unbounded=None",))

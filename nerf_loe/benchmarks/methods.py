@@ -86,8 +86,9 @@ class BenchmarkArgs:
 
 
 def _convert(text: str, annotation: object) -> object:
-    """``text`` as a value of the option type ``annotation`` (bool, int, float, str, Literal,
-    optionally ``| None``; ``none`` gives None where None is allowed)."""
+    """``text`` as a value of the option type ``annotation`` (bool, int, float, str, Literal, a
+    tuple of those written comma-separated, optionally ``| None``; ``none`` gives None where None
+    is allowed)."""
     options = (
         typing.get_args(annotation)
         if typing.get_origin(annotation) in (types.UnionType, typing.Union)
@@ -97,6 +98,9 @@ def _convert(text: str, annotation: object) -> object:
     if text.lower() == "none" and type(None) in options:
         return None
     kind = kinds[0]
+    if typing.get_origin(kind) is tuple:  # comma-separated items, e.g. banks=2x2x2,4x4x4
+        item = typing.get_args(kind)[0]
+        return tuple(_convert(part, item) for part in text.split(","))
     if kind is bool:
         if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
             raise ConfigError(f"--set: {text!r} is not a boolean (true or false)")
