@@ -303,6 +303,17 @@ def test_residual_banks_start_as_the_one_bank_network_exactly(blending):
         assert torch.equal(changed, bank == 5)
 
 
+def test_residual_scale_multiplies_the_residual_a_sample_sees():
+    torch.manual_seed(0)
+    layer = TiledLinear(3, 2, 4, residual=True, residual_scale=0.1).double()
+    with torch.no_grad():
+        layer.weight[2] = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 5.0]])
+    x = torch.tensor([[1.0, 2.0, 3.0]], dtype=torch.float64)
+    out = routed_linear(x, layer.bank_weights(), torch.tensor([2])) + layer.bias
+    by_hand = x[0] @ layer.shared.T + torch.tensor([0.1 * 1.0, 0.1 * 15.0], dtype=torch.float64) + layer.bias
+    torch.testing.assert_close(out[0], by_hand)
+
+
 @pytest.mark.parametrize("blending", ["nearest", "linear"])
 def test_routed_matches_naive_per_sample_reference(blending):
     # routing (sort, per-bank matmul, scatter) vs materialised per-sample weight matrices; the

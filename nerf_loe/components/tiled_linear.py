@@ -4,10 +4,12 @@
 is shared. With one bank it is exactly ``nn.Linear``. Compute per sample equals one dense layer
 (nearest blending) or ``2^d`` of them (linear blending), whatever the number of banks.
 
-Banks are either independent matrices, or (``residual=True``) one shared matrix plus a residual
-per bank, ``W[j] = S + R[j]`` with ``R`` starting at zero: the layer then starts as the plain
-``nn.Linear`` ``S`` and specialises per region only as far as the data (and a penalty on ``R``)
-allow. The sum is formed once per forward pass, so the per-sample cost is unchanged.
+Banks are either independent matrices, or (``residual=True``) one shared matrix plus a scaled
+residual per bank, ``W[j] = S + s R[j]`` with ``R`` starting at zero: the layer then starts as the
+plain ``nn.Linear`` ``S`` and specialises per region only as far as the data (and a penalty on
+``R``) allow. Under Adam, whose steps do not depend on the gradient's scale, ``s`` is the
+residuals' learning rate relative to the shared matrix's. The sum is formed once per forward
+pass, so the per-sample cost is unchanged.
 """
 
 from __future__ import annotations
@@ -25,8 +27,16 @@ from nerf_loe.components.tiling import BankSelection
 class TiledLinear(nn.Module):
     """``num_banks`` weight matrices of shape [out, in] and one shared bias."""
 
-    def __init__(self, in_features: int, out_features: int, num_banks: int, residual: bool = False) -> None:
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        num_banks: int,
+        residual: bool = False,
+        residual_scale: float = 1.0,
+    ) -> None:
         super().__init__()
+        self.residual_scale = residual_scale
         self.in_features = in_features
         self.out_features = out_features
         self.num_banks = num_banks
@@ -49,7 +59,7 @@ class TiledLinear(nn.Module):
 
     def bank_weights(self) -> Float[Tensor, "banks d_out d_in"]:
         """The weight matrix of every bank."""
-        return self.weight if self.shared is None else self.shared + self.weight
+        return self.weight if self.shared is None else self.shared + self.residual_scale * self.weight
 
     def residual_penalty(self) -> Tensor:
         """Mean squared residual (zero for independent banks)."""

@@ -31,12 +31,13 @@ class TiledMLP(nn.Module):
         tiling: Tiling,
         activation: Activation = "relu",
         residual_banks: bool = False,
+        residual_scale: float = 1.0,
     ) -> None:
         super().__init__()
         self.tiling = tiling
         widths = [in_dim] + [hidden_dim] * tiling.num_layers
         self.layers = nn.ModuleList(
-            TiledLinear(widths[i], widths[i + 1], tiling.num_banks(i), residual=residual_banks)
+            TiledLinear(widths[i], widths[i + 1], tiling.num_banks(i), residual_banks, residual_scale)
             for i in range(tiling.num_layers)
         )
         self.output = nn.Linear(hidden_dim, out_dim)

@@ -37,7 +37,8 @@ class LoEField(Field):
         density_bias: added to the trunk's raw density before ``exp``: the density of empty space
             at initialisation is about ``exp(density_bias)``.
         residual_banks: banks as one shared matrix plus zero-initialised residuals (the trunk
-            starts as its plain MLP), instead of independent matrices.
+            starts as its plain MLP), instead of independent matrices; ``residual_scale`` multiplies
+            the residuals (their relative learning rate under Adam).
         contract: unbounded scene (scene contraction) instead of the scene box.
         implementation: "torch" or "tcnn" for the colour head and direction encoding.
     """
@@ -55,6 +56,7 @@ class LoEField(Field):
         activation: Activation = "relu",
         density_bias: float = -1.0,
         residual_banks: bool = False,
+        residual_scale: float = 1.0,
         contract: bool = False,
         implementation: Literal["tcnn", "torch"] = "torch",
     ) -> None:
@@ -80,6 +82,7 @@ class LoEField(Field):
             tiling,
             activation,
             residual_banks=residual_banks,
+            residual_scale=residual_scale,
         )
         self.direction_encoding = SHEncoding(levels=sh_levels, implementation=implementation)
         self.color_head = MLP(

@@ -71,6 +71,9 @@ class LoEModelConfig(ModelConfig):
     """Added to the raw density before exp: empty space starts at density ~exp(density_bias)."""
     residual_banks: bool = False
     """Banks as one shared matrix plus per-bank residuals that start at zero: LoE starts as its MLP."""
+    residual_scale: float = 1.0
+    """With residual_banks: bank j's weight is shared + residual_scale * residual_j; under Adam this
+    is the residuals' learning rate relative to the shared matrix's."""
     residual_penalty_mult: float = 0.0
     """Weight of the mean squared bank residual in the loss (with residual_banks)."""
     unbounded: bool | None = None
@@ -134,6 +137,7 @@ class LoEModel(Model):
             activation=cfg.activation,
             density_bias=cfg.density_bias,
             residual_banks=cfg.residual_banks,
+            residual_scale=cfg.residual_scale,
             contract=self.unbounded,
             implementation=choose_implementation(self.kwargs.get("device")),
         )
