@@ -2,8 +2,8 @@
 
 The primitive behind Levels-of-Experts layers and the Partition baseline. Samples are grouped by
 bank id (one stable sort), each non-empty bank runs a single dense matmul on its contiguous slice,
-written in place into one output buffer, and the results are scattered back to the original
-order. Memory is O(samples x width) whatever the number of banks.
+written in place into one output buffer, and the results are gathered back to the original order
+by the inverse permutation. Memory is O(samples x width) whatever the number of banks.
 
 The backward pass is written out (:class:`_RoutedMatmul`) rather than left to autograd: autograd
 would differentiate ``weight[b]`` by materialising a zero tensor of the whole bank stack per bank
@@ -29,6 +29,10 @@ class Routes:
     def __init__(self, bank_index: Int[Tensor, " n"], num_banks: int) -> None:
         self.num_samples = int(bank_index.shape[0])
         self.order = torch.argsort(bank_index, stable=True)
+        self.inverse = torch.empty_like(self.order)
+        self.inverse[self.order] = torch.arange(self.num_samples, device=bank_index.device)
+        """Where each sample sits in ``order``: scattering back is a gather (``index_select`` is
+        several times faster than ``index_copy_`` on the CPU)."""
         counts = torch.bincount(bank_index, minlength=num_banks)
         self.banks = torch.nonzero(counts).squeeze(-1).tolist()
         sizes = counts[self.banks].tolist()
@@ -56,7 +60,7 @@ class _RoutedMatmul(torch.autograd.Function):
             torch.mm(x_sorted[start:end], weight[bank].T, out=out_sorted[start:end])
         ctx.save_for_backward(x_sorted, weight)
         ctx.routes = routes
-        return torch.empty_like(out_sorted).index_copy_(0, routes.order, out_sorted)
+        return _unsort(out_sorted, routes)
 
     @staticmethod
     @once_differentiable
@@ -69,12 +73,17 @@ class _RoutedMatmul(torch.autograd.Function):
             grad_x_sorted = grad_out.new_empty(x_sorted.shape)
             for bank, (start, end) in zip(routes.banks, routes.slices, strict=True):
                 torch.mm(grad_sorted[start:end], weight[bank], out=grad_x_sorted[start:end])
-            grad_x = torch.empty_like(grad_x_sorted).index_copy_(0, routes.order, grad_x_sorted)
+            grad_x = _unsort(grad_x_sorted, routes)
         if ctx.needs_input_grad[1]:
             grad_weight = torch.zeros_like(weight)
             for bank, (start, end) in zip(routes.banks, routes.slices, strict=True):
                 torch.mm(grad_sorted[start:end].T, x_sorted[start:end], out=grad_weight[bank])
         return grad_x, grad_weight, None
+
+
+def _unsort(rows: Tensor, routes: Routes) -> Tensor:
+    """Rows in bank order back to sample order."""
+    return rows.index_select(0, routes.inverse)
 
 
 def routed_linear(
