@@ -1,4 +1,4 @@
-"""Bounded or unbounded chosen from the data (``--pipeline.model.unbounded`` left at None).
+"""Bounded or unbounded chosen from the data (``--pipeline.model.unbounded None``).
 
 Documented rule (nerf_loe.data.extent): images with transparent borders or a plain backdrop show
 an isolated subject -> bounded; any other images -> unbounded. Checked end to end on procedural scenes:
@@ -23,12 +23,12 @@ def _scene(tmp_path_factory, **kwargs):
     return generate_procedural(config, tmp_path_factory.mktemp("scene"), show_progress=False), config
 
 
-def _model_on(scene, **model_kwargs):
+def _model_on(scene, unbounded=None, **model_kwargs):
     datamanager = ValidatedDataManagerConfig(dataparser=NerfstudioDataParserConfig(data=scene)).setup(
         device="cpu", test_mode="test"
     )
     dataset = datamanager.train_dataset
-    config = LoEModelConfig(banks=("2x2x2",), hidden_dim=8, **model_kwargs)
+    config = LoEModelConfig(banks=("2x2x2",), hidden_dim=8, unbounded=unbounded, **model_kwargs)
     model = config.setup(
         scene_box=dataset.scene_box, num_train_data=len(dataset), metadata=dataset.metadata, device="cpu"
     )
