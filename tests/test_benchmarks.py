@@ -142,3 +142,16 @@ def test_run_method_measures_training_and_test_metrics(tiny_scene, tmp_path):
     assert result.target.std() > 0  # the scored ground truth, not a blank image
     plot([result], tmp_path / "curve.png", "tiny")
     assert (tmp_path / "curve.png").stat().st_size > 1000
+
+
+def test_training_profile_splits_each_step_into_its_parts(tiny_scene):
+    from nerf_loe.benchmarks.training_profile import ProfileArgs, profile
+
+    rows = profile(ProfileArgs(scene=tiny_scene, method="mlp-nerf", steps=6, every=4, set=("hidden_dim=16",)))
+    timed, final = rows[:-1], rows[-1]
+    assert [r["step"] for r in timed] == [4, 6]
+    for r in timed:
+        parts = r["march_ms"] + r["prepass_ms"] + r["grid_ms"]
+        assert 0 < r["march_ms"] and 0 <= r["prepass_ms"] and parts < r["ms_per_step"]
+        assert r["samples_per_ray"] > 0 and 0 < r["occupancy"] <= 1
+    assert final["step"] == 6 and 5 < final["test_psnr"] < 60

@@ -214,11 +214,12 @@ def run_method(method: str, scene: Path, args: BenchmarkArgs) -> MethodResult:
         return _train_and_measure(method, scene, args, Path(tmp))
 
 
-def _train_and_measure(method: str, scene: Path, args: BenchmarkArgs, output_dir: Path) -> MethodResult:
+def setup_trainer(method: str, scene: Path, args: BenchmarkArgs, output_dir: Path):
+    """A nerfstudio Trainer for ``method`` on ``scene`` with the benchmark's data, overrides, device
+    and seed (also used by :mod:`nerf_loe.benchmarks.training_profile`)."""
     from nerfstudio.configs.method_configs import all_methods
     from nerfstudio.data.dataparsers.blender_dataparser import BlenderDataParserConfig
     from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
-    from nerfstudio.engine.callbacks import TrainingCallbackLocation
 
     import nerf_loe.method_configs  # noqa: F401  (offline LPIPS, checkpoint fixes)
 
@@ -241,6 +242,24 @@ def _train_and_measure(method: str, scene: Path, args: BenchmarkArgs, output_dir
     config.set_timestamp()
     trainer = config.setup(local_rank=0, world_size=1)
     trainer.setup(test_mode="test")
+    return trainer
+
+
+def train_step(trainer, step: int) -> dict:
+    """One training iteration with its callbacks, as ``ns-train`` runs it; returns the metrics."""
+    from nerfstudio.engine.callbacks import TrainingCallbackLocation
+
+    trainer.pipeline.train()
+    for callback in trainer.callbacks:
+        callback.run_callback_at_location(step, TrainingCallbackLocation.BEFORE_TRAIN_ITERATION)
+    _, _, metrics = trainer.train_iteration(step)
+    for callback in trainer.callbacks:
+        callback.run_callback_at_location(step, TrainingCallbackLocation.AFTER_TRAIN_ITERATION)
+    return metrics
+
+
+def _train_and_measure(method: str, scene: Path, args: BenchmarkArgs, output_dir: Path) -> MethodResult:
+    trainer = setup_trainer(method, scene, args, output_dir)
     pipeline = trainer.pipeline
     rays_per_batch = pipeline.datamanager.get_train_rays_per_batch()
     macs, note = macs_per_sample(pipeline.model)
@@ -254,12 +273,7 @@ def _train_and_measure(method: str, scene: Path, args: BenchmarkArgs, output_dir
         if args.device == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
-        pipeline.train()
-        for callback in trainer.callbacks:
-            callback.run_callback_at_location(step, TrainingCallbackLocation.BEFORE_TRAIN_ITERATION)
-        trainer.train_iteration(step)
-        for callback in trainer.callbacks:
-            callback.run_callback_at_location(step, TrainingCallbackLocation.AFTER_TRAIN_ITERATION)
+        train_step(trainer, step)
         if args.device == "cuda":
             torch.cuda.synchronize()
         train_s += time.perf_counter() - start
