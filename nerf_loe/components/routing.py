@@ -31,8 +31,8 @@ class Routes:
         self.order = torch.argsort(bank_index, stable=True)
         self.inverse = torch.empty_like(self.order)
         self.inverse[self.order] = torch.arange(self.num_samples, device=bank_index.device)
-        """Where each sample sits in ``order``: scattering back is a gather (``index_select`` is
-        several times faster than ``index_copy_`` on the CPU)."""
+        """Where each sample sits in ``order``: rows return to sample order by a gather, which
+        ``index_select`` runs on all threads (``index_copy_``, the scatter, on one)."""
         counts = torch.bincount(bank_index, minlength=num_banks)
         self.banks = torch.nonzero(counts).squeeze(-1).tolist()
         sizes = counts[self.banks].tolist()
