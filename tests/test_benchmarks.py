@@ -155,3 +155,23 @@ def test_training_profile_splits_each_step_into_its_parts(tiny_scene):
         assert 0 < r["march_ms"] and 0 <= r["prepass_ms"] and parts < r["ms_per_step"]
         assert r["samples_per_ray"] > 0 and 0 < r["occupancy"] <= 1
     assert final["step"] == 6 and 5 < final["test_psnr"] < 60
+
+
+def test_report_over_scenes_has_the_summary_each_scene_and_no_images_in_json(tmp_path):
+    import json
+    from pathlib import Path
+
+    from nerf_loe.benchmarks.methods import write_report
+
+    results = []
+    for scene, psnr in (("a", 20.0), ("b", 23.0)):
+        r = _result("loe-nerf", 1.0, [EvalPoint(10, 1.0, psnr, 0.5)])
+        r.scene, r.view, r.target = scene, np.zeros((4, 5, 3), np.uint8), np.ones((4, 5, 3), np.uint8)
+        results.append(r)
+    text = write_report(results, BenchmarkArgs(out=tmp_path / "bench"), [Path("a"), Path("b")])
+    assert "## Over scenes" in text and "## a" in text and "## b" in text
+    assert "| loe-nerf | 21.50 | 20.00 (a) |" in text  # median of 20 and 23, worst scene a
+    payload = json.loads((tmp_path / "bench.json").read_text())
+    assert [r["scene"] for r in payload["results"]] == ["a", "b"]
+    assert all("view" not in r and "target" not in r for r in payload["results"])
+    assert (tmp_path / "bench_views.png").exists() and (tmp_path / "bench.png").exists()

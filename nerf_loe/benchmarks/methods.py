@@ -15,7 +15,6 @@ training time and vs iteration).
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 import multiprocessing
 import random
@@ -425,11 +424,11 @@ def write_report(results: list[MethodResult], args: BenchmarkArgs, scenes: list[
     ]
     text = "\n\n".join(part for part in sections if part) + "\n"
     args.out.with_suffix(".md").write_text(text)
-    fields = [f.name for f in dataclasses.fields(MethodResult) if f.name not in ("view", "target")]
+    images = ("view", "target")  # in the PNG grid, not in the JSON
     payload = {
         "command": command,
         "scenes": [str(scene) for scene in scenes],
-        "results": [{name: asdict(r)[name] for name in fields} for r in results],
+        "results": [{k: v for k, v in asdict(r).items() if k not in images} for r in results],
     }
     args.out.with_suffix(".json").write_text(json.dumps(payload, indent=1, default=str))
     plot(results, args.out.with_suffix(".png"), title)
