@@ -75,12 +75,12 @@ def profile(args: ProfileArgs) -> list[dict[str, float]]:
         update = _Timer(model.marcher.grid.update)
         marcher_module.march, model.marcher.sample, model.marcher.grid.update = march, sample, update
         try:
-            rows, samples, start = [], 0.0, time.perf_counter()
+            rows, samples, n, start = [], 0.0, 0, time.perf_counter()
             for step in range(args.steps):
                 metrics = train_step(trainer, step)
                 samples += float(metrics["num_samples_per_batch"])
-                if (step + 1) % args.every == 0 or step + 1 == args.steps:
-                    n = args.every if (step + 1) % args.every == 0 else (step + 1) % args.every
+                n += 1  # iterations in this row
+                if n == args.every or step + 1 == args.steps:
                     rays = n * trainer.pipeline.datamanager.get_train_rays_per_batch()
                     rows.append(
                         {
@@ -95,7 +95,7 @@ def profile(args: ProfileArgs) -> list[dict[str, float]]:
                     )
                     print(rows[-1], flush=True)
                     march.seconds = sample.seconds = update.seconds = samples = 0.0
-                    start = time.perf_counter()
+                    n, start = 0, time.perf_counter()
         finally:
             marcher_module.march = march.fn
         trainer.pipeline.eval()
