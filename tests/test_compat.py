@@ -1,14 +1,21 @@
 """nerfstudio 1.1.5 fixes: checkpoints load with weights_only=True; LPIPS never downloads."""
 
 import math
+import os
+import shutil
+import subprocess
+import sys
 import warnings
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
-from nerf_loe.compat import install
+from nerf_loe.compat import install, nerfacc_kernels
 from nerf_loe.compat import lpips as lpips_module
+from nerf_loe.errors import ConfigError
+from nerf_loe.rendering import backend as backend_module
 from nerf_loe.training.schedulers import FloatExponentialDecaySchedulerConfig
 
 
@@ -59,3 +66,62 @@ def test_nerfstudio_builtin_model_builds_offline(monkeypatch, tmp_path):
     box = SceneBox(torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]]))
     model = NerfactoModelConfig(implementation="torch").setup(scene_box=box, num_train_data=2)
     assert isinstance(model.lpips, lpips_module.OfflineLPIPS) and model.lpips.metric is None
+
+
+# --- nerfacc's CUDA kernels: the CUDA 13 build fix and the fallback when they cannot be built -----
+
+CUB_EQUALITY_USE = """#include <cub/cub.cuh>
+__host__ __device__ bool same(int a, int b) { return cub::Equality()(a, b); }
+"""
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="needs nvcc (the CUDA toolkit) to compile")
+def test_cub_equality_shim_lets_nerfaccs_use_of_cub_equality_compile(tmp_path):
+    """nerfacc 0.5.2's scan.cu calls cub::Equality(); with the shim force-included it compiles on any
+    CUB (CUDA 13's CCCL 3 removed the functor; older CUBs keep theirs and the shim adds nothing)."""
+    source = tmp_path / "use.cu"
+    source.write_text(CUB_EQUALITY_USE)
+    env = {**os.environ, "NVCC_PREPEND_FLAGS": f'-include "{nerfacc_kernels.CUB_EQUALITY_SHIM}"'}
+    cmd = ["nvcc", "-c", str(source), "-o", str(tmp_path / "use.o")]
+    built = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr
+
+
+class _FakeBackend:
+    """Stands in for ``nerfacc.cuda._backend``: records the nvcc flags in force when ``_C`` is read."""
+
+    def __init__(self, kernels):
+        self.kernels, self.flags_seen = kernels, None
+
+    @property
+    def _C(self):
+        self.flags_seen = os.environ.get("NVCC_PREPEND_FLAGS")
+        return self.kernels
+
+
+def test_nerfacc_build_sees_the_shim_and_the_environment_is_restored(monkeypatch):
+    monkeypatch.setenv("NVCC_PREPEND_FLAGS", "-O2")
+    for kernels, expected in ((object(), None), (None, "no CUDA toolkit (nvcc) to build them")):
+        fake = _FakeBackend(kernels)
+        monkeypatch.setitem(sys.modules, "nerfacc.cuda._backend", fake)
+        assert nerfacc_kernels.nerfacc_kernels_unavailable.__wrapped__() == expected
+        assert fake.flags_seen == f'-O2 -include "{nerfacc_kernels.CUB_EQUALITY_SHIM}"'
+        assert os.environ["NVCC_PREPEND_FLAGS"] == "-O2"
+    monkeypatch.setitem(sys.modules, "nerfacc.cuda._backend", None)  # the import itself fails
+    assert nerfacc_kernels.nerfacc_kernels_unavailable.__wrapped__().startswith("ModuleNotFoundError")
+    assert os.environ["NVCC_PREPEND_FLAGS"] == "-O2"
+    build_log = "Error building 'nerfacc_cuda': [1/2] nvcc -c scan.cu\nscan.cu(28): error: no Equality\nninja"
+    assert nerfacc_kernels._short(RuntimeError(build_log)) == "RuntimeError: scan.cu(28): error: no Equality"
+
+
+def test_auto_backend_uses_torch_on_cuda_when_nerfaccs_kernels_are_unavailable(monkeypatch):
+    cuda_like = SimpleNamespace(is_cuda=True)  # resolve_backend only asks where the tensors live
+    monkeypatch.setattr(backend_module, "nerfacc_kernels_unavailable", lambda: None)
+    assert backend_module.resolve_backend("auto", cuda_like) == "nerfacc"
+    monkeypatch.setattr(backend_module, "nerfacc_kernels_unavailable", lambda: "RuntimeError: no cub")
+    with pytest.warns(UserWarning, match="no cub.*PyTorch"):
+        assert backend_module.resolve_backend("auto", cuda_like) == "torch"
+    with pytest.raises(ConfigError, match="nerfacc.*unavailable.*no cub"):
+        backend_module.resolve_backend("nerfacc", cuda_like)
+    assert backend_module.resolve_backend("torch", cuda_like) == "torch"
+    assert backend_module.resolve_backend("auto", torch.zeros(1)) == "torch"

@@ -1,8 +1,8 @@
 """Rendering-core benchmark: marching and rendering throughput, memory, and a training-step profile.
 
-Run: ``python -m nerf_loe.benchmarks.rendering [--device cuda]``. Prints samples per second for
-marching (bounded: one grid level, constant steps; unbounded: four levels, cone angle 1/256) and
-for packed rendering over 1k-64k rays (median of several runs), the peak memory, the grid
+Run: ``python -m nerf_loe.benchmarks.rendering [--device cuda] [--backend torch]``. Prints samples
+per second for marching (bounded: one grid level, constant steps; unbounded: four levels, cone
+angle 1/256) and for packed rendering over 1k-64k rays (median of several runs), the peak memory, the grid
 occupancy, and one loe-nerf training step split into its parts, on a grid fitted to a sphere
 shell's density so it culls as in real training.
 """
@@ -19,6 +19,7 @@ import tyro
 
 from nerf_loe.components.tiling import Tiling
 from nerf_loe.fields.loe_field import LoEField
+from nerf_loe.rendering.backend import Backend, resolve_backend
 from nerf_loe.rendering.marcher import GridMarcher, GridMarcherConfig
 from nerf_loe.rendering.volume_rendering import render_weights
 
@@ -26,6 +27,8 @@ from nerf_loe.rendering.volume_rendering import render_weights
 @dataclass
 class Args:
     device: str = "cpu"
+    backend: Backend = "auto"
+    """auto: nerfacc's kernels on CUDA where they load; torch forces PyTorch (the same samples)"""
     repeats: int = 5
     ray_counts: tuple[int, ...] = (1024, 4096, 16384, 65536)
 
@@ -59,9 +62,9 @@ def main() -> None:
     args = tyro.cli(Args)
     aabb = torch.tensor([-1.0, -1, -1, 1, 1, 1], device=args.device)
     marchers = {
-        name: GridMarcher(GridMarcherConfig(grid_resolution=64, early_stop="none", **extra), aabb).to(
-            args.device
-        )
+        name: GridMarcher(
+            GridMarcherConfig(grid_resolution=64, early_stop="none", backend=args.backend, **extra), aabb
+        ).to(args.device)
         for name, extra in (("bounded", {}), ("unbounded", {"grid_levels": 4, "cone_angle": 1 / 256}))
     }
     for m in marchers.values():
@@ -69,7 +72,9 @@ def main() -> None:
             m.grid.update(step, shell_density, m.step_size)
         m.train()
     marcher, unbounded = marchers["bounded"], marchers["unbounded"]
-    print(f"device {args.device}; grid occupancy {marcher.grid.occupied_fraction():.3f} (sphere shell)")
+    backend = resolve_backend(args.backend, aabb)
+    occupancy = marcher.grid.occupied_fraction()
+    print(f"device {args.device}, backend {backend}; grid occupancy {occupancy:.3f} (sphere shell)")
     print("| rays | samples | march Msamples/s | unbounded march Msamples/s | render Msamples/s | peak MB |")
     print("|---:|---:|---:|---:|---:|---:|")
     for n in args.ray_counts:
@@ -81,7 +86,8 @@ def main() -> None:
         t_unbounded = timed(lambda o=o, d=d: unbounded.sample(o, d), args.repeats, args.device)
 
         def render(samples=samples, sigmas=sigmas, n=n):
-            w, _, _ = render_weights(samples.t_starts, samples.t_ends, sigmas, samples.ray_indices, n)
+            s = samples
+            w, _, _ = render_weights(s.t_starts, s.t_ends, sigmas, s.ray_indices, n, backend)
             w.sum().backward()
 
         t_render = timed(render, args.repeats, args.device)
@@ -129,7 +135,7 @@ def main() -> None:
         loss = clock(
             "rendering",
             lambda s=samples, sg=sigma: (
-                render_weights(s.t_starts, s.t_ends, sg, s.ray_indices, 4096)[0].square().sum()
+                render_weights(s.t_starts, s.t_ends, sg, s.ray_indices, 4096, backend)[0].square().sum()
             ),
         )
         clock("backward", loss.backward)
