@@ -242,13 +242,37 @@ def test_routed_linear_uses_the_selected_bank():
     assert out.tolist() == [[-1, -1], [1, 1], [2, 2]]
 
 
-def test_routed_backward_matches_finite_differences():
-    # The hand-written backward against numerical derivatives (float64), with an unused bank.
+@pytest.mark.parametrize("chunk", [2, 3, 128])
+def test_routed_backward_matches_finite_differences(chunk):
+    # The hand-written backward against numerical derivatives (float64), with an unused bank; small
+    # chunks put a bank's rows in several chunks and pad the last (bank 3: 3 rows in 2-row chunks).
     torch.manual_seed(0)
-    routes = Routes(torch.tensor([3, 0, 3, 1, 0, 3, 1]), 4)
+    routes = Routes(torch.tensor([3, 0, 3, 1, 0, 3, 1]), 4, chunk=chunk)
     x = torch.randn(7, 5, dtype=torch.float64, requires_grad=True)
     weight = torch.randn(4, 3, 5, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(routes.apply, (x, weight))
+
+
+@pytest.mark.parametrize("chunk", [1, 4, 7, 128])
+def test_routed_matmul_matches_a_loop_over_samples(chunk):
+    # Against the definition, one sample at a time: outputs and both gradients, for chunk sizes that
+    # split banks into many chunks, pad them, or hold all of a bank's rows in one.
+    torch.manual_seed(1)
+    n, banks = 300, 9
+    index = (torch.rand(n).pow(2) * (banks - 1)).long()  # uneven counts; bank 8 never used
+    x = torch.randn(n, 6, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(banks, 5, 6, dtype=torch.float64, requires_grad=True)
+    routes = Routes(index, banks, chunk=chunk)
+    assert routes.num_chunks == sum(-(-int((index == b).sum()) // chunk) for b in range(banks))
+    out = routes.apply(x, weight)
+    grad_out = torch.randn_like(out)
+    grads = torch.autograd.grad(out, (x, weight), grad_out)
+    ref = torch.stack([weight[index[i]] @ x[i] for i in range(n)])
+    ref_grads = torch.autograd.grad(ref, (x, weight), grad_out)
+    torch.testing.assert_close(out, ref)
+    for got, expected in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(got, expected)
+    assert torch.equal(grads[1][8], torch.zeros(5, 6))
 
 
 def test_routing_zero_samples_gives_empty_output_and_zero_grads():

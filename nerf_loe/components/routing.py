@@ -1,14 +1,18 @@
 """Routing: apply one of many weight banks to each sample without per-sample weight tensors.
 
-The primitive behind Levels-of-Experts layers and the Partition baseline. Samples are grouped by
-bank id (one stable sort), each non-empty bank runs a single dense matmul on its contiguous slice,
-written in place into one output buffer, and the results are gathered back to the original order
-by the inverse permutation. Memory is O(samples x width) whatever the number of banks.
+The primitive behind Levels-of-Experts layers and the Partition baseline. Samples are laid out by
+bank in fixed-size chunks: each bank's rows fill ``ceil(count / chunk)`` chunks of ``chunk`` rows
+(the last one zero-padded), so every chunk belongs to one bank, and a single batched matmul
+applies each chunk's bank matrix to it. The kernel count per layer is then constant, whatever the
+number of banks: a loop of one matmul per bank was launch-bound on a GPU (on an H100, ~900 small
+matmuls per loe-nerf step took ~100 ms of CPU time for 16 ms of GPU work), and on the CPU the
+batched form costs the same as that loop (``benchmarks/results/routing_cpu.md``). Padding costs at
+most ``chunk - 1`` rows per used bank; memory is O(samples x width) plus one ``[out, in]`` matrix
+per chunk.
 
-The backward pass is written out (:class:`_RoutedMatmul`) rather than left to autograd: autograd
-would differentiate ``weight[b]`` by materialising a zero tensor of the whole bank stack per bank
-(O(banks^2) memory traffic) and would ``cat``/``split`` the per-bank slices. Here each bank's
-weight gradient is one ``mm`` into its own slot, and input gradients land in one buffer.
+The backward pass is written out (:class:`_RoutedMatmul`): the padded layout is a one-to-one map
+of rows, so gradients move by ``index_copy``/``index_select`` (no scatter-add), and each chunk's
+weight gradient is summed into its bank with one ``index_add``.
 """
 
 from __future__ import annotations
@@ -18,72 +22,89 @@ from jaxtyping import Float, Int
 from torch import Tensor
 from torch.autograd.function import FunctionCtx, once_differentiable
 
+CHUNK_ROWS = 256
+"""Rows per chunk: large enough that the per-chunk weight copies stay small next to the rows
+(measured on 2 CPU threads, trunk width 128: 128 rows cost 1.8x the MLP, 256 1.47x, 1024 1.65x),
+small enough that padding stays a fraction of the rows."""
+
 
 class Routes:
-    """Samples grouped by bank: the sort and the per-bank slices, computed once per index tensor.
+    """Samples laid out by bank in chunks, computed once per index tensor.
 
     One ``Routes`` can be reused by every layer that shares the index (the Partition baseline
     routes all layers by the same region id).
     """
 
-    def __init__(self, bank_index: Int[Tensor, " n"], num_banks: int) -> None:
-        self.num_samples = int(bank_index.shape[0])
-        self.order = torch.argsort(bank_index, stable=True)
-        self.inverse = torch.empty_like(self.order)
-        self.inverse[self.order] = torch.arange(self.num_samples, device=bank_index.device)
-        """Where each sample sits in ``order``: rows return to sample order by a gather, which
-        ``index_select`` runs on all threads (``index_copy_``, the scatter, on one)."""
+    def __init__(self, bank_index: Int[Tensor, " n"], num_banks: int, chunk: int | None = None) -> None:
+        chunk = CHUNK_ROWS if chunk is None else chunk  # read at call time: benchmarks vary it
+        self.num_samples, self.chunk = int(bank_index.shape[0]), chunk
         counts = torch.bincount(bank_index, minlength=num_banks)
-        self.banks = torch.nonzero(counts).squeeze(-1).tolist()
-        sizes = counts[self.banks].tolist()
-        ends = torch.tensor(sizes).cumsum(0).tolist() if sizes else []
-        self.slices = [(end - size, end) for size, end in zip(sizes, ends, strict=True)]
-        """Per used bank, its [start, end) range in ``order``."""
+        chunks_per_bank = (counts + chunk - 1) // chunk
+        chunk_end = chunks_per_bank.cumsum(0)
+        self.num_chunks, used, first_bank = (
+            torch.stack([chunk_end[-1], (counts > 0).sum(), counts.ne(0).int().argmax()]).tolist()
+            if num_banks
+            else (0, 0, 0)
+        )  # the one host sync: the padded size
+        self.single_bank: int | None = first_bank if used <= 1 else None
+        """The only bank used (also when no samples): then a plain matmul serves."""
+        if self.single_bank is not None:
+            return
+        order = torch.argsort(bank_index, stable=True)
+        bank_sorted = bank_index[order]
+        rank = (
+            torch.arange(self.num_samples, device=bank_index.device)
+            - (counts.cumsum(0) - counts)[bank_sorted]
+        )
+        self.slot = torch.empty_like(order)
+        self.slot[order] = (chunk_end - chunks_per_bank)[bank_sorted] * chunk + rank
+        """Each sample's row in the padded layout (distinct rows: a one-to-one map)."""
+        chunk_ids = torch.arange(self.num_chunks, device=bank_index.device)
+        self.chunk_bank = torch.searchsorted(chunk_end, chunk_ids, right=True)
+        """The bank of every chunk."""
 
     def apply(
         self, x: Float[Tensor, "n d_in"], weight: Float[Tensor, "banks d_out d_in"]
     ) -> Float[Tensor, "n d_out"]:
         """``out[i] = weight[bank_index[i]] @ x[i]`` for every sample, without a bias."""
-        if len(self.banks) <= 1:  # one bank used (or no samples): a plain matmul, no gather/scatter
-            return x @ weight[self.banks[0] if self.banks else 0].T
+        if self.single_bank is not None:
+            return x @ weight[self.single_bank].T
         return _RoutedMatmul.apply(x, weight, self)
+
+    def pad(self, rows: Float[Tensor, "n d"]) -> Float[Tensor, "chunks chunk d"]:
+        """Rows in sample order into the padded chunk layout (zeros in the padding)."""
+        padded = rows.new_zeros(self.num_chunks * self.chunk, rows.shape[1])
+        return padded.index_copy_(0, self.slot, rows).view(self.num_chunks, self.chunk, -1)
+
+    def unpad(self, chunks: Float[Tensor, "chunks chunk d"]) -> Float[Tensor, "n d"]:
+        """Rows of the padded layout back in sample order."""
+        return chunks.reshape(-1, chunks.shape[-1]).index_select(0, self.slot)
 
 
 class _RoutedMatmul(torch.autograd.Function):
-    """``out[i] = W[bank[i]] @ x[i]`` with a hand-written backward (see the module docstring)."""
+    """``out[i] = W[bank[i]] @ x[i]`` by one batched matmul over chunks (see the module docstring)."""
 
     @staticmethod
     def forward(ctx: FunctionCtx, x: Tensor, weight: Tensor, routes: Routes) -> Tensor:
-        x_sorted = x.index_select(0, routes.order)
-        out_sorted = x.new_empty(x.shape[0], weight.shape[1])
-        for bank, (start, end) in zip(routes.banks, routes.slices, strict=True):
-            torch.mm(x_sorted[start:end], weight[bank].T, out=out_sorted[start:end])
-        ctx.save_for_backward(x_sorted, weight)
+        x_chunks = routes.pad(x)
+        out = torch.bmm(x_chunks, weight.index_select(0, routes.chunk_bank).transpose(1, 2))
+        ctx.save_for_backward(x_chunks, weight)
         ctx.routes = routes
-        return _unsort(out_sorted, routes)
+        return routes.unpad(out)
 
     @staticmethod
     @once_differentiable
     def backward(ctx: FunctionCtx, grad_out: Tensor) -> tuple[Tensor | None, Tensor | None, None]:
-        x_sorted, weight = ctx.saved_tensors
+        x_chunks, weight = ctx.saved_tensors
         routes: Routes = ctx.routes
-        grad_sorted = grad_out.contiguous().index_select(0, routes.order)
+        grad_chunks = routes.pad(grad_out.contiguous())
         grad_x = grad_weight = None
         if ctx.needs_input_grad[0]:
-            grad_x_sorted = grad_out.new_empty(x_sorted.shape)
-            for bank, (start, end) in zip(routes.banks, routes.slices, strict=True):
-                torch.mm(grad_sorted[start:end], weight[bank], out=grad_x_sorted[start:end])
-            grad_x = _unsort(grad_x_sorted, routes)
+            grad_x = routes.unpad(torch.bmm(grad_chunks, weight.index_select(0, routes.chunk_bank)))
         if ctx.needs_input_grad[1]:
-            grad_weight = torch.zeros_like(weight)
-            for bank, (start, end) in zip(routes.banks, routes.slices, strict=True):
-                torch.mm(grad_sorted[start:end].T, x_sorted[start:end], out=grad_weight[bank])
+            per_chunk = torch.bmm(grad_chunks.transpose(1, 2), x_chunks)
+            grad_weight = torch.zeros_like(weight).index_add_(0, routes.chunk_bank, per_chunk)
         return grad_x, grad_weight, None
-
-
-def _unsort(rows: Tensor, routes: Routes) -> Tensor:
-    """Rows in bank order back to sample order."""
-    return rows.index_select(0, routes.inverse)
 
 
 def routed_linear(
