@@ -37,6 +37,7 @@ class ProfileArgs:
     set: tuple[str, ...] = ()
     """Model config overrides, ``key=value`` (see ``nerf_loe.benchmarks.methods --set``)."""
     seed: int = 42
+    device: str = "cuda" if torch.cuda.is_available() else "cpu"
     out: Path = field(default_factory=lambda: RESULTS / "training_profile")
 
     def __post_init__(self) -> None:
@@ -45,16 +46,20 @@ class ProfileArgs:
 
 
 class _Timer:
-    """Wraps a callable and adds up the seconds spent in it."""
+    """Wraps a callable and adds up the seconds spent in it (waiting for CUDA's queued kernels)."""
 
-    def __init__(self, fn) -> None:
-        self.fn, self.seconds = fn, 0.0
+    def __init__(self, fn, cuda: bool) -> None:
+        self.fn, self.seconds, self.cuda = fn, 0.0, cuda
 
     def __call__(self, *args, **kwargs):
+        if self.cuda:
+            torch.cuda.synchronize()
         start = time.perf_counter()
         try:
             return self.fn(*args, **kwargs)
         finally:
+            if self.cuda:
+                torch.cuda.synchronize()
             self.seconds += time.perf_counter() - start
 
 
@@ -62,7 +67,7 @@ def profile(args: ProfileArgs) -> list[dict[str, float]]:
     """Train ``args.steps`` iterations and return one row of figures per ``args.every``."""
     import nerf_loe.rendering.marcher as marcher_module
 
-    bench = BenchmarkArgs(dataparser=args.dataparser, set=args.set, seed=args.seed, device="cpu")
+    bench = BenchmarkArgs(dataparser=args.dataparser, set=args.set, seed=args.seed, device=args.device)
     with tempfile.TemporaryDirectory(prefix="nerf_loe_profile_") as tmp:
         trainer = setup_trainer(args.method, args.scene, bench, Path(tmp))
         model = trainer.pipeline.model
@@ -70,9 +75,10 @@ def profile(args: ProfileArgs) -> list[dict[str, float]]:
             raise ConfigError(
                 f"{args.method} has no occupancy-grid marcher to profile; use a nerf_loe method"
             )
-        march = _Timer(marcher_module.march)
-        sample = _Timer(model.marcher.sample)
-        update = _Timer(model.marcher.grid.update)
+        cuda = args.device == "cuda"
+        march = _Timer(marcher_module.march, cuda)
+        sample = _Timer(model.marcher.sample, cuda)
+        update = _Timer(model.marcher.grid.update, cuda)
         marcher_module.march, model.marcher.sample, model.marcher.grid.update = march, sample, update
         try:
             rows, samples, n, start = [], 0.0, 0, time.perf_counter()
@@ -111,7 +117,7 @@ def main() -> None:
     rows = profile(args)
     command = "python -m nerf_loe.benchmarks.training_profile " + shlex.join(sys.argv[1:])
     lines = [
-        f"# Training profile: {args.method} on {args.scene.name}",
+        f"# Training profile: {args.method} on {args.scene.name} ({args.device})",
         "",
         f"Command: `{command}`",
         "",
