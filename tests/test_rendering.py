@@ -12,7 +12,7 @@ from nerf_loe.errors import ConfigError
 from nerf_loe.rendering.marcher import GridMarcher, GridMarcherConfig
 from nerf_loe.rendering.marching import march
 from nerf_loe.rendering.occupancy_grid import OccupancyGrid
-from nerf_loe.rendering.volume_rendering import accumulate, distortion, render_weights
+from nerf_loe.rendering.volume_rendering import accumulate, distortion, render_weights, visible_samples
 
 AABB = torch.tensor([-1.0, -1.0, -1.0, 1.0, 1.0, 1.0])
 FAR = 1e10
@@ -362,6 +362,44 @@ def test_early_stop_drops_samples_behind_an_opaque_wall():
     x = s.positions(rays_o, rays_d)[:, 0]
     assert x.max() < 0.0 + 2 * marcher.step_size
     assert x.min() < -0.9  # free space in front is still sampled (the grid says occupied)
+
+
+@pytest.mark.parametrize("window", [0, 1, 3, 32])
+def test_windowed_early_stop_keeps_exactly_the_samples_a_front_to_back_walk_keeps(window):
+    """Against a per-ray loop: keep a sample while the light reaching it is >= eps and its alpha
+    >= alpha_thre; densities are asked for at most one window past each ray's termination."""
+    g = torch.Generator().manual_seed(window)
+    counts = torch.randint(0, 60, (40,), generator=g)
+    ray_indices = torch.repeat_interleave(torch.arange(40), counts)
+    dt = torch.rand(len(ray_indices), generator=g) * 0.1
+    starts = torch.cat([torch.cumsum(d, 0) - d for d in dt.split(counts.tolist())])
+    sigmas = torch.rand(len(ray_indices), generator=g).pow(4) * 40  # mostly thin, some opaque
+    asked = torch.zeros(len(ray_indices), dtype=torch.long)
+
+    def density_of(idx):
+        asked[idx] += 1
+        return sigmas[idx]
+
+    keep = visible_samples(starts, starts + dt, density_of, ray_indices, 40, 1e-2, 0.05, window)
+    expected, first = [], 0
+    for n in counts.tolist():
+        light, hidden_from = 1.0, None
+        for i in range(first, first + n):
+            alpha = 1.0 - math.exp(-float(sigmas[i] * dt[i]))
+            expected.append(light >= 1e-2 and alpha >= 0.05)
+            if light < 1e-2 and hidden_from is None:
+                hidden_from = i - first
+            light *= 1.0 - alpha
+        if window and hidden_from is not None:  # windows end at w, 3w, 7w, ...: the first past it
+            end = window
+            while end <= hidden_from - 1:  # the window holding the last sample lit above eps
+                end = 2 * end + window
+            assert asked[first + min(end, n) : first + n].sum() == 0
+        first += n
+    assert keep.tolist() == expected
+    assert asked.max() <= 1  # each density at most once
+    assert (asked == 0).any() == (window > 0)  # windows skip the hidden tails
+    assert 0 < int((~keep).sum()) < len(keep)  # the case has hidden and visible samples
 
 
 # --- background and contraction ---------------------------------------------------------------

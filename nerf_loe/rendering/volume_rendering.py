@@ -9,6 +9,9 @@ ray, which marching guarantees. Gradients flow to densities (and colours when co
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
+
 import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
@@ -60,17 +63,58 @@ def render_weights(
 def visible_samples(
     t_starts: Float[Tensor, " n"],
     t_ends: Float[Tensor, " n"],
-    sigmas: Float[Tensor, " n"],
+    density_of: Callable[[Int[Tensor, " m"]], Float[Tensor, " m"]],
     ray_indices: Int[Tensor, " n"],
     n_rays: int,
     early_stop_eps: float = 1e-4,
     alpha_thre: float = 0.0,
+    first_window: int = 32,
     backend: Backend = "auto",
 ) -> Bool[Tensor, " n"]:
     """Samples worth shading: transmittance above ``early_stop_eps`` (early ray termination)
-    and alpha above ``alpha_thre`` (empty-space skipping)."""
-    _, trans, alphas = render_weights(t_starts, t_ends, sigmas, ray_indices, n_rays, backend)
-    return (trans >= early_stop_eps) & (alphas >= alpha_thre)
+    and alpha above ``alpha_thre`` (empty-space skipping).
+
+    ``density_of(indices)`` gives the densities of the packed samples at ``indices``. They are
+    asked for front to back, in windows of each ray's samples (the first ``first_window`` of
+    every ray, then windows twice as long), and only for rays still above ``early_stop_eps``. The
+    mask is exact (a sample's transmittance depends only on the samples before it, and only falls),
+    but the densities cost only up to where each ray turns opaque, plus at most one window:
+    on rays that march far past their surface (unbounded scenes) that is a fraction of the
+    samples. ``first_window=0`` asks for all samples at once, as nerfacc's single pre-pass does.
+
+    Example: one ray, four unit-length samples; the second is opaque, so the last two are hidden
+    and only the first two windows of one sample each are evaluated::
+
+        >>> t, ray = torch.arange(4.0), torch.zeros(4, dtype=torch.long)
+        >>> sigmas, asked = torch.tensor([0.0, 20.0, 1.0, 1.0]), []
+        >>> density_of = lambda i: asked.append(i.tolist()) or sigmas[i]
+        >>> visible_samples(t, t + 1, density_of, ray, 1, first_window=1)
+        tensor([ True,  True, False, False])
+        >>> asked
+        [[0], [1, 2]]
+    """
+    n = len(ray_indices)
+    keep = torch.zeros(n, dtype=torch.bool, device=ray_indices.device)
+    counts = torch.bincount(ray_indices, minlength=n_rays)
+    order = torch.arange(n, device=ray_indices.device)
+    rank = order - (torch.cumsum(counts, 0) - counts)[ray_indices]  # position along its ray
+    log_trans = torch.zeros(n_rays, dtype=torch.float64, device=ray_indices.device)  # before window
+    log_eps = math.log(early_stop_eps)
+    pending, start, size = order, 0, first_window if first_window > 0 else max(n, 1)
+    while pending.numel():
+        end = start + size
+        in_window = rank[pending] < end
+        idx, pending = pending[in_window], pending[~in_window]
+        rays = ray_indices[idx]
+        sigmas = density_of(idx)
+        _, trans, alphas = render_weights(t_starts[idx], t_ends[idx], sigmas, rays, n_rays, backend)
+        trans = trans * torch.exp(log_trans[rays]).to(trans.dtype)
+        keep[idx] = (trans >= early_stop_eps) & (alphas >= alpha_thre)
+        tau = sigmas.detach() * (t_ends[idx] - t_starts[idx])
+        log_trans.index_add_(0, rays, -tau.clamp(max=MAX_OPTICAL_DEPTH).double())
+        pending = pending[log_trans[ray_indices[pending]] >= log_eps]
+        start, size = end, size * 2
+    return keep
 
 
 def accumulate(
