@@ -14,6 +14,7 @@ from nerf_loe.data.datamanager import ValidatedDataManagerConfig
 from nerf_loe.data.extent import scene_extent
 from nerf_loe.data.procedural import GROUND_HALF_SIZE, ProceduralSceneConfig, generate_procedural
 from nerf_loe.models.loe_model import LoEModelConfig
+from nerf_loe.rendering.marcher import GridMarcherConfig
 
 
 def _scene(tmp_path_factory, **kwargs):
@@ -51,7 +52,9 @@ def test_an_open_scene_is_modelled_unbounded(tmp_path_factory):
     datamanager, model = _model_on(scene)
     assert datamanager.train_dataset.metadata["scene_extent"][0] == "unbounded"
     assert model.unbounded is True
-    assert model.marcher.grid.levels == 4 and model.marcher.config.cone_angle == pytest.approx(1 / 256)
+    marcher = model.marcher.config
+    assert model.marcher.grid.levels == 4 and marcher.cone_angle == pytest.approx(1 / 256)
+    assert marcher.alpha_thre == 0.01
     assert model.field.normalizer.contraction is not None
     far = torch.tensor([[30.0, 0.0, 0.0]])  # contracted into the box: the field sees it
     assert model.field.normalizer.inside(far).item() == 1.0
@@ -61,6 +64,16 @@ def test_an_explicit_choice_overrides_the_data(tmp_path_factory):
     scene, _ = _scene(tmp_path_factory, background="sky", ground=True)
     _, model = _model_on(scene, unbounded=False)
     assert model.unbounded is False and model.marcher.grid.levels == 1
+
+
+def test_the_unbounded_preset_keeps_what_the_user_set(tmp_path_factory):
+    scene, _ = _scene(tmp_path_factory, background="sky", ground=True)
+    _, model = _model_on(scene, marcher=GridMarcherConfig(grid_levels=2, alpha_thre=0.0, cone_angle=0.01))
+    config = model.marcher.config
+    assert (model.marcher.grid.levels, config.cone_angle, config.alpha_thre) == (2, 0.01, 0.0)
+    _, model = _model_on(scene, marcher=GridMarcherConfig(grid_levels=2))
+    config = model.marcher.config
+    assert (model.marcher.grid.levels, config.cone_angle, config.alpha_thre) == (2, 1 / 256, 0.01)
 
 
 def test_extent_rule_by_case():

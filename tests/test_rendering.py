@@ -143,6 +143,12 @@ def test_coarse_to_fine_steps_halve_in_equal_phases_and_never_in_evaluation():
         GridMarcherConfig(coarse_step_factor=3)
 
 
+@pytest.mark.parametrize("bad", [{"grid_levels": 0}, {"early_stop_window": -1}, {"grid_resolution": 0}])
+def test_marcher_config_rejects_bad_values(bad):
+    with pytest.raises(ConfigError, match=next(iter(bad))):
+        GridMarcherConfig(**bad)
+
+
 # --- volume rendering -------------------------------------------------------------------------
 
 

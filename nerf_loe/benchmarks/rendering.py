@@ -63,9 +63,11 @@ def main() -> None:
     aabb = torch.tensor([-1.0, -1, -1, 1, 1, 1], device=args.device)
     marchers = {
         name: GridMarcher(
-            GridMarcherConfig(grid_resolution=64, early_stop="none", backend=args.backend, **extra), aabb
+            GridMarcherConfig(grid_resolution=64, early_stop="none", backend=args.backend),
+            aabb,
+            unbounded=name == "unbounded",
         ).to(args.device)
-        for name, extra in (("bounded", {}), ("unbounded", {"grid_levels": 4, "cone_angle": 1 / 256}))
+        for name in ("bounded", "unbounded")
     }
     for m in marchers.values():
         for step in range(0, 256, 16):

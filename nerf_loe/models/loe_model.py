@@ -7,7 +7,7 @@ KiloNeRF-style grid of small networks.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
@@ -109,13 +109,6 @@ class LoEModelConfig(ModelConfig):
         if self.hidden_dim < 1 or self.num_frequencies < 1 or self.geo_feat_dim < 1:
             raise ConfigError("--pipeline.model.hidden-dim, num-frequencies and geo-feat-dim must be >= 1")
 
-    def marcher_for(self, unbounded: bool) -> GridMarcherConfig:
-        """The marcher config; unbounded scenes get 4 grid levels and cone angle 1/256 unless the
-        user set either."""
-        if unbounded and self.marcher.grid_levels == 1 and self.marcher.cone_angle == 0.0:
-            return replace(self.marcher, grid_levels=4, cone_angle=1.0 / 256)
-        return self.marcher
-
 
 class LoEModel(Model):
     """LoE field + :class:`~nerf_loe.rendering.marcher.GridMarcher`."""
@@ -143,7 +136,7 @@ class LoEModel(Model):
             contract=self.unbounded,
             implementation=choose_implementation(self.kwargs.get("device")),
         )
-        self.marcher = cfg.marcher_for(self.unbounded).setup(aabb=aabb.flatten())
+        self.marcher = cfg.marcher.setup(aabb=aabb.flatten(), unbounded=self.unbounded)
         self.background_kind, colour = self._resolve_background()
         self.register_buffer("background_rgb", torch.tensor(colour))
         # Set once the data shows an alpha channel: the background is then the compositing colour,

@@ -16,7 +16,7 @@ read the field's colour for such a ray.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import torch
@@ -41,12 +41,13 @@ class GridMarcherConfig(InstantiateConfig):
     _target: type = field(default_factory=lambda: GridMarcher)
     grid_resolution: int = 64
     """Cells per axis and level of the occupancy grid."""
-    grid_levels: int = 1
-    """Grid levels (each twice the size of the previous); >1 for unbounded scenes."""
+    grid_levels: int | None = None
+    """Grid levels (each twice the size of the previous). None: 1 bounded, 4 unbounded (the box
+    enlarged up to 8x: content past the cameras)."""
     samples_per_diagonal: int = 256
     """Step size = scene-box diagonal / this (finer steps: sharper, slower)."""
-    cone_angle: float = 0.0
-    """Step grows as max(step, cone_angle * t); 0 for bounded scenes, ~1/256 unbounded."""
+    cone_angle: float | None = None
+    """Step grows as max(step, cone_angle * t). None: 0 bounded, 1/256 unbounded."""
     near_plane: float = 0.0
     far_plane: float = 1e10
     early_stop: EarlyStop = "density"
@@ -60,8 +61,10 @@ class GridMarcherConfig(InstantiateConfig):
     """With early_stop=density: densities are evaluated front to back, first this many samples of
     each ray, then windows twice as long, only for rays still transparent (exact; costs up to
     each ray's surface instead of every marched sample). 0: all samples in one pre-pass."""
-    alpha_thre: float = 0.0
-    """Drop samples whose alpha is below this (with early_stop != none)."""
+    alpha_thre: float | None = None
+    """Drop samples whose alpha is below this (with early_stop=density). None: 0 bounded; 0.01
+    unbounded, where the field keeps a thin haze over unseen space (woodbox, 400 steps: 75 instead
+    of 99 samples shaded a ray at equal test PSNR)."""
     coarse_step_factor: int = 4
     """Training starts marching with steps (and cone angle) this many times the configured ones and
     halves them in equal phases until ``coarse_until``: early training, while the grid is still
@@ -77,7 +80,8 @@ class GridMarcherConfig(InstantiateConfig):
     """auto: nerfacc kernels for CUDA tensors, PyTorch otherwise; torch: PyTorch everywhere."""
 
     def __post_init__(self) -> None:
-        if self.grid_resolution < 1 or self.grid_levels < 1 or self.samples_per_diagonal < 1:
+        levels = 1 if self.grid_levels is None else self.grid_levels
+        if self.grid_resolution < 1 or levels < 1 or self.samples_per_diagonal < 1:
             raise ConfigError("marcher: grid_resolution, grid_levels and samples_per_diagonal must be >= 1")
         if self.early_stop_window < 0:
             raise ConfigError(
@@ -96,13 +100,24 @@ class GridMarcherConfig(InstantiateConfig):
                 f"marcher: need 0 <= near_plane < far_plane, got {self.near_plane} and {self.far_plane}"
             )
 
+    def for_extent(self, unbounded: bool) -> GridMarcherConfig:
+        """This config with the settings left to the extent (None) filled in: nerfacc's and
+        nerfstudio's instant-ngp choices for bounded and unbounded scenes."""
+        preset = UNBOUNDED if unbounded else BOUNDED
+        return replace(self, **{k: v for k, v in preset.items() if getattr(self, k) is None})
+
+
+BOUNDED = {"grid_levels": 1, "cone_angle": 0.0, "alpha_thre": 0.0}
+UNBOUNDED = {"grid_levels": 4, "cone_angle": 1.0 / 256, "alpha_thre": 0.01}
+
 
 class GridMarcher(nn.Module):
-    """Samples rays through an :class:`OccupancyGrid` and renders packed samples."""
+    """Samples rays through an :class:`OccupancyGrid` and renders packed samples; settings the
+    config leaves to the extent follow ``unbounded``."""
 
-    def __init__(self, config: GridMarcherConfig, aabb: Float[Tensor, " 6"]) -> None:
+    def __init__(self, config: GridMarcherConfig, aabb: Float[Tensor, " 6"], unbounded: bool = False) -> None:
         super().__init__()
-        self.config = config
+        self.config = config = config.for_extent(unbounded)
         self.grid = OccupancyGrid(aabb, config.grid_resolution, config.grid_levels)
         diagonal = (aabb.flatten()[3:] - aabb.flatten()[:3]).norm().item()
         self.step_size = diagonal / config.samples_per_diagonal
