@@ -1,19 +1,21 @@
-"""Bounded or unbounded chosen from the data (``--pipeline.model.unbounded None``).
+"""Bounded or unbounded chosen from the data: the default of ``ns-train loe-nerf``.
 
 Documented rule (nerf_loe.data.extent): images with transparent borders or a plain backdrop show
-an isolated subject -> bounded; any other images -> unbounded. Checked end to end on procedural scenes:
-objects on white and on transparency (bounded), and objects on a ground plane running to a sky
-(an open scene, whose content runs far past the cameras: unbounded).
+an isolated subject -> bounded; any other images -> unbounded. Checked end to end on procedural
+scenes: objects on white and on transparency (bounded), and objects on a ground plane running to a
+sky (an open scene, whose content runs far past the cameras: unbounded).
 """
+
+from dataclasses import replace
 
 import pytest
 import torch
+from nerf_loe.method_configs.loe import loe_nerf
 from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
 
 from nerf_loe.data.datamanager import ValidatedDataManagerConfig
 from nerf_loe.data.extent import scene_extent
 from nerf_loe.data.procedural import GROUND_HALF_SIZE, ProceduralSceneConfig, generate_procedural
-from nerf_loe.models.loe_model import LoEModelConfig
 from nerf_loe.rendering.marcher import GridMarcherConfig
 
 
@@ -24,16 +26,21 @@ def _scene(tmp_path_factory, **kwargs):
     return generate_procedural(config, tmp_path_factory.mktemp("scene"), show_progress=False), config
 
 
-def _model_on(scene, unbounded=None, **model_kwargs):
+def _model_on(scene, **overrides):
+    """The model ``ns-train loe-nerf`` builds on ``scene`` (its shipped config, made small)."""
     datamanager = ValidatedDataManagerConfig(dataparser=NerfstudioDataParserConfig(data=scene)).setup(
         device="cpu", test_mode="test"
     )
     dataset = datamanager.train_dataset
-    config = LoEModelConfig(banks=("2x2x2",), hidden_dim=8, unbounded=unbounded, **model_kwargs)
+    config = replace(loe_nerf.config.pipeline.model, banks=("2x2x2",), hidden_dim=8, **overrides)
     model = config.setup(
         scene_box=dataset.scene_box, num_train_data=len(dataset), metadata=dataset.metadata, device="cpu"
     )
     return datamanager, model
+
+
+def test_the_shipped_default_is_chosen_from_the_data():
+    assert loe_nerf.config.pipeline.model.unbounded is None
 
 
 @pytest.mark.parametrize("background", ["white", "transparent"])
