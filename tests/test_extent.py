@@ -1,4 +1,4 @@
-"""Bounded or unbounded chosen from the data: the default of ``ns-train loe-nerf``.
+"""Bounded or unbounded chosen from the data (``--pipeline.model.unbounded None``).
 
 Documented rule (nerf_loe.data.extent): images with transparent borders or a plain backdrop show
 an isolated subject -> bounded; any other images -> unbounded. Checked end to end on procedural
@@ -26,21 +26,18 @@ def _scene(tmp_path_factory, **kwargs):
     return generate_procedural(config, tmp_path_factory.mktemp("scene"), show_progress=False), config
 
 
-def _model_on(scene, **overrides):
-    """The model ``ns-train loe-nerf`` builds on ``scene`` (its shipped config, made small)."""
+def _model_on(scene, unbounded=None, **overrides):
+    """The model ``ns-train loe-nerf --pipeline.model.unbounded None`` builds on ``scene`` (made small)."""
     datamanager = ValidatedDataManagerConfig(dataparser=NerfstudioDataParserConfig(data=scene)).setup(
         device="cpu", test_mode="test"
     )
     dataset = datamanager.train_dataset
-    config = replace(loe_nerf.config.pipeline.model, banks=("2x2x2",), hidden_dim=8, **overrides)
+    shipped = loe_nerf.config.pipeline.model
+    config = replace(shipped, banks=("2x2x2",), hidden_dim=8, unbounded=unbounded, **overrides)
     model = config.setup(
         scene_box=dataset.scene_box, num_train_data=len(dataset), metadata=dataset.metadata, device="cpu"
     )
     return datamanager, model
-
-
-def test_the_shipped_default_is_chosen_from_the_data():
-    assert loe_nerf.config.pipeline.model.unbounded is None
 
 
 @pytest.mark.parametrize("background", ["white", "transparent"])

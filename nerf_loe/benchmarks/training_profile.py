@@ -1,7 +1,7 @@
 """Training profile: where a loe-nerf-family method's training time goes as training proceeds.
 
 Run: ``python -m nerf_loe.benchmarks.training_profile --scene data/lamppost-100x75 --dataparser
-nerfstudio [--set unbounded=true] [--steps 350]``. Every ``every`` iterations it records the mean
+nerfstudio [--set unbounded=false] [--steps 350]``. Every ``every`` iterations it records the mean
 time per step and, of that, the marching, the density pre-pass of early stopping and the grid
 updates; the samples shaded per ray (after early stopping) and the grid's occupied fraction; test
 PSNR at the end. Writes ``<out>.md`` headed by the command. Timings of one process on a quiet

@@ -76,13 +76,16 @@ class LoEModelConfig(ModelConfig):
     is the residuals' learning rate relative to the shared matrix's."""
     residual_penalty_mult: float = 0.0
     """Weight of the mean squared bank residual in the loss (with residual_banks)."""
-    unbounded: bool | None = None
-    """None (default): chosen from the training images, bounded when they show an isolated subject
-    (transparent borders or a plain backdrop), else unbounded (see :mod:`nerf_loe.data.extent`).
-    True: scene contraction, 4 grid levels, steps growing with distance (content past the
-    cameras); False: the scene box only. loe-nerf, 150 s on the CPU, nerfstudio-data: unbounded
-    19.95 / 13.90 / 14.28 dB against bounded 17.56 / 13.45 / 14.91 dB on woodbox / chess2 /
-    wineglass, at 2.8-3.8x fewer steps (``extent_loe_150s_unbounded_{true,false}.md``)."""
+    unbounded: bool | None = False
+    """True: scene contraction, 4 grid levels, steps growing with distance (content past the
+    cameras); False: the scene box only. None: chosen from the training images, bounded when they
+    show an isolated subject (transparent borders or a plain backdrop), else unbounded (see
+    :mod:`nerf_loe.data.extent`). Not the default: scenes gain or lose by it. loe-nerf on the CPU,
+    nerfstudio-data, 150 s: unbounded 19.95 / 13.90 / 14.28 dB against bounded 17.56 / 13.45 /
+    14.91 dB on woodbox / chess2 / wineglass (``extent_loe_150s_unbounded_{true,false}.md``); the
+    demo (chess2, blender-data, 1000 steps): unbounded 13.34 dB in 26 min, bounded 20.09 dB in
+    7.7 min (last run before the rendering hardening). Unbounded steps cost 3-4x bounded ones (the
+    grid stays ~95% occupied)."""
     background_color: Background = "auto"
     """Colour behind the last sample. auto: the training images' plain backdrop colour when their
     borders show one (objects on white), else last_sample. last_sample: each ray's last sample
