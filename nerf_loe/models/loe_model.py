@@ -83,9 +83,8 @@ class LoEModelConfig(ModelConfig):
     :mod:`nerf_loe.data.extent`). Not the default: scenes gain or lose by it. loe-nerf on the CPU,
     nerfstudio-data, 150 s: unbounded 19.95 / 13.90 / 14.28 dB against bounded 17.56 / 13.45 /
     14.91 dB on woodbox / chess2 / wineglass (``extent_loe_150s_unbounded_{true,false}.md``); the
-    demo (chess2, blender-data, 1000 steps): unbounded 13.34 dB in 26 min, bounded 20.09 dB in
-    7.7 min (last run before the rendering hardening). Unbounded steps cost 3-4x bounded ones (the
-    grid stays ~95% occupied)."""
+    demo (chess2, blender-data, 1000 steps): unbounded 13.34 dB in 26 min, bounded 21.76 dB in
+    3.5 min. Unbounded steps cost 3-4x bounded ones (the grid stays ~95% occupied)."""
     background_color: Background = "auto"
     """Colour behind the last sample. auto: the training images' plain backdrop colour when their
     borders show one (objects on white), else last_sample. last_sample: each ray's last sample
