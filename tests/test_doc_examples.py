@@ -6,10 +6,11 @@ import math
 import pytest
 import torch
 
+from nerf_loe.benchmarks import timing
 from nerf_loe.rendering import marching, volume_rendering
 
 
-@pytest.mark.parametrize("module", [marching, volume_rendering])
+@pytest.mark.parametrize("module", [marching, volume_rendering, timing])
 def test_docstring_examples(module):
     result = doctest.testmod(module, extraglobs={"torch": torch, "math": math}, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0

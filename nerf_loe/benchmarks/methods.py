@@ -23,7 +23,6 @@ import shlex
 import statistics
 import sys
 import tempfile
-import time
 import types
 import typing
 from concurrent.futures import ProcessPoolExecutor
@@ -36,6 +35,7 @@ import torch
 import tyro
 from torch import nn
 
+from nerf_loe.benchmarks.timing import Stopwatch
 from nerf_loe.errors import ConfigError, install_excepthook
 
 RESULTS = Path(__file__).parent / "results"
@@ -267,15 +267,11 @@ def _train_and_measure(method: str, scene: Path, args: BenchmarkArgs, output_dir
 
     checkpoints = sorted(f * args.budget_s for f in args.eval_fractions)
     curve: list[EvalPoint] = []
-    train_s, step = 0.0, 0
+    training, train_s, step = Stopwatch(cuda=args.device == "cuda"), 0.0, 0
     while step < args.max_steps and train_s < args.budget_s:
-        if args.device == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        train_step(trainer, step)
-        if args.device == "cuda":
-            torch.cuda.synchronize()
-        train_s += time.perf_counter() - start
+        with training:
+            train_step(trainer, step)
+        train_s = training.seconds
         step += 1
         if (checkpoints and train_s >= checkpoints[0]) or step == args.equal_steps:
             checkpoints = [c for c in checkpoints if c > train_s]  # one evaluation for all passed

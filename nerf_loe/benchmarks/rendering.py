@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import resource
 import statistics
-import time
 from dataclasses import dataclass
 
 import torch
 import tyro
 
+from nerf_loe.benchmarks.timing import Stopwatch
 from nerf_loe.components.tiling import Tiling
 from nerf_loe.fields.loe_field import LoEField
 from nerf_loe.rendering.backend import Backend, resolve_backend
@@ -34,15 +34,12 @@ class Args:
 
 
 def timed(fn, repeats: int, device: str) -> float:
+    """Median seconds of ``repeats`` calls of ``fn``."""
     times = []
     for _ in range(repeats):
-        if device == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
+        with Stopwatch(cuda=device == "cuda") as watch:
+            fn()
+        times.append(watch.seconds)
     return statistics.median(times)
 
 
@@ -114,13 +111,9 @@ def main() -> None:
     parts: dict[str, list[float]] = {}
 
     def clock(name: str, fn):
-        if args.device == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        out = fn()
-        if args.device == "cuda":
-            torch.cuda.synchronize()
-        parts.setdefault(name, []).append(time.perf_counter() - start)
+        with Stopwatch(cuda=args.device == "cuda") as watch:
+            out = fn()
+        parts.setdefault(name, []).append(watch.seconds)
         return out
 
     for step in range(args.repeats):

@@ -14,7 +14,6 @@ from __future__ import annotations
 import shlex
 import statistics
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import torch
 import tyro
 
 from nerf_loe.benchmarks.methods import RESULTS
+from nerf_loe.benchmarks.timing import Stopwatch
 from nerf_loe.components import routing
 from nerf_loe.components.tiled_mlp import TiledMLP
 from nerf_loe.components.tiling import Tiling
@@ -43,14 +43,9 @@ class RoutingArgs:
 
 def time_step(mlp: TiledMLP, features: torch.Tensor, x: torch.Tensor) -> float:
     """Seconds for one forward + backward (parameter gradients only, as in training)."""
-    cuda = features.is_cuda
-    if cuda:
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    mlp(features, x).square().mean().backward()
-    if cuda:
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
+    with Stopwatch(cuda=features.is_cuda) as watch:
+        mlp(features, x).square().mean().backward()
+    return watch.seconds
 
 
 def main() -> None:

@@ -22,6 +22,7 @@ import torch
 import tyro
 
 from nerf_loe.benchmarks.methods import RESULTS, BenchmarkArgs, setup_trainer, train_step
+from nerf_loe.benchmarks.timing import Stopwatch
 from nerf_loe.errors import ConfigError, install_excepthook
 
 
@@ -45,22 +46,16 @@ class ProfileArgs:
             raise ConfigError("--steps and --every must be >= 1")
 
 
-class _Timer:
-    """Wraps a callable and adds up the seconds spent in it (waiting for CUDA's queued kernels)."""
+class _Timer(Stopwatch):
+    """Wraps a callable and adds up the seconds spent in it."""
 
     def __init__(self, fn, cuda: bool) -> None:
-        self.fn, self.seconds, self.cuda = fn, 0.0, cuda
+        super().__init__(cuda)
+        self.fn = fn
 
     def __call__(self, *args, **kwargs):
-        if self.cuda:
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        try:
+        with self:
             return self.fn(*args, **kwargs)
-        finally:
-            if self.cuda:
-                torch.cuda.synchronize()
-            self.seconds += time.perf_counter() - start
 
 
 def profile(args: ProfileArgs) -> list[dict[str, float]]:

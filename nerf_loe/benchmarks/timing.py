@@ -1,0 +1,37 @@
+"""Wall-clock timing for the benchmarks, correct on CUDA: a block's time includes the kernels it
+queued (CUDA runs them asynchronously, so the clock waits for the device at both ends)."""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+
+class Stopwatch:
+    """Adds up the seconds spent inside every ``with`` block timed with it.
+
+    Example::
+
+        >>> watch = Stopwatch(cuda=False)
+        >>> with watch:
+        ...     _ = sum(range(1000))
+        >>> watch.seconds > 0
+        True
+    """
+
+    def __init__(self, cuda: bool) -> None:
+        self.cuda = cuda
+        self.seconds = 0.0
+        self._start = 0.0
+
+    def __enter__(self) -> Stopwatch:
+        if self.cuda:
+            torch.cuda.synchronize()
+        self._start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.cuda:
+            torch.cuda.synchronize()
+        self.seconds += time.perf_counter() - self._start
