@@ -11,9 +11,12 @@ from nerf_loe.benchmarks.methods import (
     EvalPoint,
     MethodResult,
     apply_overrides,
+    load_run,
     macs_per_sample,
     plot,
     run_method,
+    run_store,
+    save_run,
     summary,
     table,
     view_grid,
@@ -175,3 +178,20 @@ def test_report_over_scenes_has_the_summary_each_scene_and_no_images_in_json(tmp
     assert [r["scene"] for r in payload["results"]] == ["a", "b"]
     assert all("view" not in r and "target" not in r for r in payload["results"])
     assert (tmp_path / "bench_views.png").exists() and (tmp_path / "bench.png").exists()
+
+
+def test_a_stored_run_is_reused_only_under_the_same_settings(tmp_path):
+    from pathlib import Path
+
+    args = BenchmarkArgs(budget_s=60, runs_dir=tmp_path / "runs", out=tmp_path / "a")
+    scene = Path("data/some-scene")
+    path = run_store(args, scene, "loe-nerf")
+    assert load_run(path, args, scene) is None  # nothing stored yet
+    stored = _result("loe-nerf", 800.0, [EvalPoint(600, 60.0, 25.0, 0.7)])
+    save_run(path, args, scene, stored)
+    other_outputs = BenchmarkArgs(budget_s=60, runs_dir=tmp_path / "runs", out=tmp_path / "b", methods=("x",))
+    assert load_run(path, other_outputs, scene).curve == stored.curve  # outputs and method list don't matter
+    assert load_run(path, BenchmarkArgs(budget_s=30, runs_dir=tmp_path / "runs"), scene) is None
+    overridden = BenchmarkArgs(budget_s=60, set=("hidden_dim=16",), runs_dir=tmp_path / "runs")
+    assert load_run(path, overridden, scene) is None
+    assert load_run(path, args, Path("data/other-scene")) is None

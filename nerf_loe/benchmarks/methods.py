@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import json
 import multiprocessing
+import pickle
 import random
 import resource
 import shlex
@@ -75,6 +76,10 @@ class BenchmarkArgs:
     device: str = "cuda" if torch.cuda.is_available() else "cpu"
     out: Path = RESULTS / "methods_cpu"
     """Output stem: writes .md, .json and .png."""
+    runs_dir: Path = Path("data/benchmark_runs")
+    """Each finished (scene, method) run is stored here and reused by a later invocation with the
+    same settings, so a benchmark of hours resumes where it stopped; the report is rewritten after
+    every run."""
 
     def __post_init__(self) -> None:
         if not self.scale_factor > 0:
@@ -388,12 +393,47 @@ def main() -> None:
         scenes = [default_scene(Path("data"), args.width, args.height)]
     results: list[MethodResult] = []
     for scene in scenes:
-        for method in args.methods:  # one fresh process each: own memory peak, no shared state
-            with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-                results.append(pool.submit(run_method, method, scene, args).result())
-            last = results[-1]
-            print(f"{scene.name} {method}: {last.curve[-1].psnr:.2f} dB after {last.steps} steps", flush=True)
-    write_report(results, args, scenes)
+        for method in args.methods:
+            stored = run_store(args, scene, method)
+            result = load_run(stored, args, scene)
+            if result is None:  # one fresh process each: own memory peak, no shared state
+                with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+                    result = pool.submit(run_method, method, scene, args).result()
+                save_run(stored, args, scene, result)
+            else:
+                print(f"{scene.name} {method}: reusing the stored run {stored}", flush=True)
+            results.append(result)
+            final = result.curve[-1]
+            print(f"{scene.name} {method}: {final.psnr:.2f} dB after {result.steps} steps", flush=True)
+            write_report(results, args, scenes)
+
+
+def _settings(args: BenchmarkArgs, scene: Path) -> dict:
+    """What a run's result depends on: every setting but the lists of scenes and methods and the
+    output paths, plus the scene's folder."""
+    fixed = {k: v for k, v in asdict(args).items() if k not in ("scenes", "methods", "out", "runs_dir")}
+    return json.loads(json.dumps({**fixed, "scene": str(scene.resolve())}, default=str))
+
+
+def run_store(args: BenchmarkArgs, scene: Path, method: str) -> Path:
+    return args.runs_dir / f"{scene.name}__{method}.pkl"
+
+
+def save_run(path: Path, args: BenchmarkArgs, scene: Path, result: MethodResult) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".tmp")
+    with temporary.open("wb") as f:
+        pickle.dump({"settings": _settings(args, scene), "result": result}, f)
+    temporary.replace(path)  # never a half-written run
+
+
+def load_run(path: Path, args: BenchmarkArgs, scene: Path) -> MethodResult | None:
+    """The stored result of this run, or None when there is none or it was made with other settings."""
+    if not path.exists():
+        return None
+    with path.open("rb") as f:
+        stored = pickle.load(f)
+    return stored["result"] if stored["settings"] == _settings(args, scene) else None
 
 
 def write_report(results: list[MethodResult], args: BenchmarkArgs, scenes: list[Path]) -> str:
