@@ -43,7 +43,8 @@ class BankSelection:
     """None for nearest blending (a single bank with weight 1)."""
 
 
-def _flatten(axis_index: Int[Tensor, "n d"], counts: tuple[int, ...]) -> Int[Tensor, " n"]:
+def flatten_index(axis_index: Int[Tensor, "n d"], counts: tuple[int, ...]) -> Int[Tensor, " n"]:
+    """Row-major flat index of per-axis indices into a grid of ``counts`` cells per axis."""
     flat = torch.zeros_like(axis_index[:, 0])
     for axis, n in enumerate(counts):
         flat = flat * n + axis_index[:, axis]
@@ -98,17 +99,28 @@ class Tiling:
     def num_banks(self, layer: int) -> int:
         return int(torch.tensor(self.bank_counts[layer]).prod().item())
 
-    def select(self, x: Float[Tensor, "n d"], layer: int) -> BankSelection:
-        """Banks (and blend weights) of ``layer`` for unit-box positions ``x``."""
+    def scaled(self, x: Float[Tensor, "n d"], layer: int) -> Float[Tensor, "n d"]:
+        """Positions in units of ``layer``'s cells, ``x * C_l`` (float64; x clamped to [0, 1 - EPS]):
+        the integer part is the cell, the fraction the position inside it."""
         if x.shape[-1] != self.dim:
             raise ConfigError(f"tiling is {self.dim}-D but positions have {x.shape[-1]} coordinates")
+        return x.clamp(0.0, 1.0 - EPS).double() * self.scales[layer].to(x.device)
+
+    def cells(self, x: Float[Tensor, "n d"], layer: int) -> Int[Tensor, "n d"]:
+        """Per-axis index of ``layer``'s cell holding each position, ``floor(x * C_l)``. Hierarchical:
+        the mixed-radix number whose digits are the banks of layers 0..l (``cells % B_l`` is this
+        layer's, ``cells // B_l`` the previous layer's cell), which ASMR's activation sharing uses."""
+        return torch.floor(self.scaled(x, layer)).long()
+
+    def select(self, x: Float[Tensor, "n d"], layer: int) -> BankSelection:
+        """Banks (and blend weights) of ``layer`` for unit-box positions ``x``."""
         counts = self.bank_counts[layer]
         n_axis = torch.tensor(counts, device=x.device)
-        q = x.clamp(0.0, 1.0 - EPS).double() * self.scales[layer].to(x.device)
+        q = self.scaled(x, layer)
         if self.blending == "nearest":
             cell = torch.floor(q).long()
             axis_index = cell if self.layout == "partition" else cell % n_axis
-            return BankSelection(_flatten(axis_index, counts)[None], None)
+            return BankSelection(flatten_index(axis_index, counts)[None], None)
 
         # Linear: tents centred on cell centres; neighbours floor(q - 1/2) and floor(q - 1/2) + 1.
         shifted = q - 0.5
@@ -123,6 +135,6 @@ class Tiling:
             else:
                 neighbour = neighbour % n_axis
             w = torch.where(offset.bool(), frac, 1.0 - frac).prod(dim=-1)
-            indices.append(_flatten(neighbour, counts))
+            indices.append(flatten_index(neighbour, counts))
             weights.append(w)
         return BankSelection(torch.stack(indices), torch.stack(weights))

@@ -1,0 +1,292 @@
+"""ASMR: activation-sharing multi-resolution coordinate network (Li et al., ICLR 2024), any dimension.
+
+A position ``x`` in the unit box is written as mixed-radix digits, one per level: with per-axis
+bases ``B_l`` and ``C_l = B_0 ... B_l``, ``d_l = floor(x C_l) mod B_l`` (the hierarchical
+:class:`~nerf_loe.components.tiling.Tiling`'s bank indices), normalised to [0, 1] by ``B_l - 1``
+(0 where ``B_l = 1``). A SIREN backbone reads one level per layer::
+
+    h_0 = d_0,   h_{k+1} = sin(w0 (W_k h_k + b_k + M_k(d_{k+1}))),   out = W_o h_K + b_o
+
+with a modulator ``M_k`` per level: ``linear`` (``w0 V u``, no bias, PyTorch's default init) or
+``nonlinear`` (a 3-layer, 32-wide SIREN). On a raster whose size is the product of the bases
+(the paper's setting) every pixel is one finest cell. For continuous positions (NeRF samples)
+``remainder=True`` appends one more input, the position inside the finest cell
+``r = frac(x C_{L-1})`` in [0, 1)^d, so the output varies inside cells.
+
+Activation sharing: ``W_k h_k + b_k`` depends only on digits 0..k, that is on the level-k cell
+``floor(x C_k)``, and ``M_k`` only on one digit. The shared path evaluates layer ``k`` once per
+distinct level-k cell among the inputs, the modulators once per digit value, and only what
+follows the finest level per sample: the same arithmetic as the direct path, deduplicated. Under
+``torch.no_grad`` it also keeps the cell activations between calls: complete tables for levels
+with at most ``dense_cells`` cells, a cache of the touched cells for finer levels (at most
+``lazy_cells`` rows a level), both dropped whenever a parameter changes (optimizer step, checkpoint
+load, device move), detected from the parameters' version counters.
+
+Example:
+    >>> net = ASMR([(2, 2), (4, 4), (4, 4)], hidden_dim=16, out_dim=3, remainder=False)
+    >>> pixels = (torch.stack(torch.meshgrid(torch.arange(32), torch.arange(32), indexing="ij"), -1)
+    ...           .reshape(-1, 2) + 0.5) / 32  # pixel centres of a 32 x 32 raster
+    >>> with torch.no_grad():
+    ...     shared, direct = net(pixels), net.forward_direct(pixels)
+    >>> bool((shared - direct).abs().max() < 1e-5), shared.shape
+    (True, torch.Size([1024, 3]))
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor, nn
+
+from nerf_loe.components.siren import Siren, siren_init_
+from nerf_loe.components.tiling import Tiling, flatten_index
+from nerf_loe.errors import ConfigError
+
+Modulator = Literal["linear", "nonlinear"]
+Sharing = Literal["never", "inference", "always"]
+
+
+class LinearModulator(nn.Module):
+    """``w0 V u``: one bias-free linear map, PyTorch's default initialisation (as the paper's code)."""
+
+    def __init__(self, in_dim: int, out_dim: int, w0: float) -> None:
+        super().__init__()
+        self.linear = nn.Linear(in_dim, out_dim, bias=False)
+        self.w0 = w0
+
+    def forward(self, u: Float[Tensor, "n d"]) -> Float[Tensor, "n h"]:
+        return self.w0 * self.linear(u)
+
+    def macs_per_sample(self) -> int:
+        return self.linear.in_features * self.linear.out_features
+
+
+def _unflatten(keys: Int[Tensor, " n"], counts: tuple[int, ...]) -> Int[Tensor, "n d"]:
+    """Inverse of :func:`flatten_index`: per-axis indices of row-major flat ``keys``."""
+    axes = []
+    for n in reversed(counts):
+        axes.append(keys % n)
+        keys = keys // n
+    return torch.stack(axes[::-1], dim=-1)
+
+
+class _CellTable:
+    """Pre-activations of one level's cells: complete (row = flat cell key) or a sorted cache."""
+
+    def __init__(self, values: Tensor, keys: Tensor | None = None) -> None:
+        self.values, self.keys = values, keys
+
+    def lookup(self, cells: Int[Tensor, " m"]) -> tuple[Tensor, Tensor]:
+        """Rows for ``cells`` (zeros where missing) and which were found."""
+        if self.keys is None:
+            return self.values[cells], torch.ones_like(cells, dtype=torch.bool)
+        if len(self.keys) == 0:
+            return self.values.new_zeros(len(cells), self.values.shape[1]), torch.zeros_like(
+                cells, dtype=torch.bool
+            )
+        pos = torch.searchsorted(self.keys, cells).clamp(max=len(self.keys) - 1)
+        found = self.keys[pos] == cells
+        return self.values[pos] * found[:, None], found
+
+    def insert(self, cells: Int[Tensor, " m"], values: Tensor, limit: int) -> None:
+        """Add cells not yet held; when the cache would pass ``limit`` rows it restarts empty."""
+        assert self.keys is not None
+        if len(self.keys) + len(cells) > limit:
+            self.keys, self.values = self.keys[:0], self.values[:0]
+        keys = torch.cat([self.keys, cells])
+        order = torch.argsort(keys)
+        self.keys, self.values = keys[order], torch.cat([self.values, values])[order]
+
+
+class ASMR(nn.Module):
+    """The ASMR network (see the module docstring).
+
+    Args:
+        bases: per level, the per-axis bases ``B_l``, e.g. ``[(2, 2, 2), (4, 4, 4), (4, 4, 4)]``.
+        hidden_dim: backbone width.
+        out_dim: output channels.
+        w0: SIREN frequency (30 in the paper).
+        modulator: ``linear`` or ``nonlinear``.
+        remainder: append the position inside the finest cell as a last level (continuous inputs).
+        sharing: ``inference`` (the shared path under ``torch.no_grad``, the direct path when
+            gradients are needed), ``always`` (shared in training too: exact, gradients flow through
+            the deduplicated cells) or ``never``.
+        dense_cells: levels with at most this many cells keep a complete table in inference.
+        lazy_cells: finer levels cache up to this many touched cells each in inference (0: none).
+    """
+
+    def __init__(
+        self,
+        bases: list[tuple[int, ...]],
+        hidden_dim: int,
+        out_dim: int,
+        w0: float = 30.0,
+        modulator: Modulator = "linear",
+        remainder: bool = True,
+        sharing: Sharing = "inference",
+        dense_cells: int = 1 << 15,
+        lazy_cells: int = 1 << 19,
+    ) -> None:
+        super().__init__()
+        self.tiling = Tiling(bases, "hierarchical")
+        self.in_dim, self.out_dim, self.w0 = self.tiling.dim, out_dim, w0
+        self.remainder = remainder
+        if sharing not in ("never", "inference", "always"):
+            raise ConfigError(f"ASMR sharing {sharing!r}: choose never, inference or always")
+        if modulator not in ("linear", "nonlinear"):
+            raise ConfigError(f"ASMR modulator {modulator!r}: choose linear or nonlinear")
+        self.sharing, self.dense_cells, self.lazy_cells = sharing, dense_cells, lazy_cells
+        self.num_levels = len(bases)
+        depth = self.num_levels - 1 + int(remainder)  # sine layers: one per input after level 0
+        if depth < 1:
+            raise ConfigError("ASMR needs two levels, or one level with remainder=True")
+        d = self.in_dim
+        self.layers = nn.ModuleList(nn.Linear(d if k == 0 else hidden_dim, hidden_dim) for k in range(depth))
+        for k, layer in enumerate(self.layers):
+            siren_init_(layer, w0, first=k == 0)
+        if modulator == "linear":
+            self.modulators = nn.ModuleList(LinearModulator(d, hidden_dim, w0) for _ in range(depth))
+        else:
+            self.modulators = nn.ModuleList(Siren(d, 32, hidden_dim, 3, w0) for _ in range(depth))
+        self.output = nn.Linear(hidden_dim, out_dim)
+        siren_init_(self.output, w0, first=False)
+        self._tables: dict[int, _CellTable] = {}
+        self._tables_version: tuple = ()
+        self.macs_done = 0
+        """Multiply-accumulates the shared path has executed (reset it to measure a render)."""
+
+    def get_out_dim(self) -> int:
+        return self.out_dim
+
+    # --- inputs ------------------------------------------------------------------------------
+
+    def _counts(self, level: int) -> tuple[int, ...]:
+        """Cells per axis at ``level`` (``C_l``)."""
+        return tuple(int(c) for c in self.tiling.scales[level].tolist())
+
+    def _normalised(self, digits: Int[Tensor, "n d"], level: int, dtype: torch.dtype) -> Tensor:
+        base = torch.tensor(self.tiling.bank_counts[level], device=digits.device)
+        return digits.to(dtype) / (base - 1).clamp(min=1).to(dtype)
+
+    def level_inputs(self, x: Float[Tensor, "n d"]) -> list[Float[Tensor, "n d"]]:
+        """The backbone's inputs for unit-box positions: each level's normalised digits, then the
+        remainder when enabled. Digits come from the finest cell by integer division, so every
+        level's cell is exactly its finer cells' parent (also where ``x C_l`` rounds)."""
+        finest = self.num_levels - 1
+        scaled = self.tiling.scaled(x, finest)
+        cells = torch.floor(scaled).long()
+        inputs = []
+        for level in range(self.num_levels):
+            coarser = torch.tensor(self._counts(finest), device=x.device) // torch.tensor(
+                self._counts(level), device=x.device
+            )
+            base = torch.tensor(self.tiling.bank_counts[level], device=x.device)
+            inputs.append(self._normalised((cells // coarser) % base, level, x.dtype))
+        if self.remainder:
+            inputs.append((scaled - cells).to(x.dtype))
+        return inputs
+
+    # --- the two paths -----------------------------------------------------------------------
+
+    def forward(self, x: Float[Tensor, "*b d"]) -> Float[Tensor, "*b o"]:
+        """Shared or direct path by ``sharing`` (identical results)."""
+        shared = self.sharing == "always" or (self.sharing == "inference" and not torch.is_grad_enabled())
+        flat = x.reshape(-1, self.in_dim)
+        out = self.forward_shared(flat) if shared else self.forward_direct(flat)
+        return out.reshape(*x.shape[:-1], self.out_dim)
+
+    def forward_direct(self, x: Float[Tensor, "n d"]) -> Float[Tensor, "n o"]:
+        """Every layer per input (the paper's training path)."""
+        inputs = self.level_inputs(x)
+        h = inputs[0]
+        for k, (layer, modulator) in enumerate(zip(self.layers, self.modulators, strict=True)):
+            h = torch.sin(self.w0 * (layer(h) + modulator(inputs[k + 1])))
+        return self.output(h)
+
+    def forward_shared(self, x: Float[Tensor, "n d"]) -> Float[Tensor, "n o"]:
+        """Each layer once per distinct cell of its level; only the remainder's layer and the output
+        per input."""
+        self._check_tables()
+        finest = self.num_levels - 1
+        keys = flatten_index(self.tiling.cells(x, finest), self._counts(finest))
+        cells, inverse = torch.unique(keys, return_inverse=True)
+        if self.remainder:
+            z = self._preactivation(finest, cells, x.dtype)[inverse]
+            remainder = self.level_inputs(x)[-1]  # per input, not shareable
+            h = torch.sin(self.w0 * (z + self.modulators[finest](remainder)))
+            self.macs_done += self.modulators[finest].macs_per_sample() * len(x)
+            return self._linear(self.output, h)
+        return self._linear(self.output, self._activation(finest, cells, x.dtype))[inverse]
+
+    # --- shared-path pieces --------------------------------------------------------------------
+
+    def _linear(self, layer: nn.Linear, h: Tensor) -> Tensor:
+        self.macs_done += layer.in_features * layer.out_features * h.shape[0]
+        return layer(h)
+
+    def _activation(self, level: int, cells: Int[Tensor, " m"], dtype: torch.dtype) -> Tensor:
+        """``h_level`` of distinct level cells (flat keys): level-0 digits, or the sine of the parent
+        cells' pre-activation plus this level's modulation."""
+        per_axis = _unflatten(cells, self._counts(level))
+        bases = self.tiling.bank_counts[level]
+        if level == 0:
+            return self._normalised(per_axis, 0, dtype)
+        base = torch.tensor(bases, device=cells.device)
+        parents, inverse = torch.unique(
+            flatten_index(per_axis // base, self._counts(level - 1)), return_inverse=True
+        )
+        z = self._preactivation(level - 1, parents, dtype)[inverse]
+        # the modulation depends on this level's digit alone: one row per digit value, gathered
+        modulator = self.modulators[level - 1]
+        values = _unflatten(torch.arange(math.prod(bases), device=cells.device), bases)
+        modulation = modulator(self._normalised(values, level, dtype))
+        self.macs_done += modulator.macs_per_sample() * len(values)
+        return torch.sin(self.w0 * (z + modulation[flatten_index(per_axis % base, bases)]))
+
+    def _preactivation(self, level: int, cells: Int[Tensor, " m"], dtype: torch.dtype) -> Tensor:
+        """``W_level h_level + b_level`` of distinct level cells; in inference from the tables."""
+
+        def compute(c: Tensor) -> Tensor:
+            return self._linear(self.layers[level], self._activation(level, c, dtype))
+
+        if torch.is_grad_enabled() or self.sharing == "never":
+            return compute(cells)
+        table = self._tables.get(level)
+        if table is None:
+            size = math.prod(self._counts(level))
+            if size <= self.dense_cells:
+                table = _CellTable(compute(torch.arange(size, device=cells.device)))
+            elif self.lazy_cells > 0:
+                width = self.layers[level].out_features
+                table = _CellTable(torch.zeros(0, width, dtype=dtype, device=cells.device), cells[:0])
+            else:
+                return compute(cells)
+            self._tables[level] = table
+        values, found = table.lookup(cells)
+        if not bool(found.all()):
+            missing = cells[~found]
+            computed = compute(missing)
+            values[~found] = computed
+            table.insert(missing, computed, self.lazy_cells)
+        return values
+
+    def _check_tables(self) -> None:
+        """Drop the tables when any parameter changed since they were built."""
+        version = tuple((p.data_ptr(), p._version) for p in self.parameters())
+        if version != self._tables_version:
+            self._tables, self._tables_version = {}, version
+
+    def table_bytes(self) -> int:
+        """Memory held by the inference tables now."""
+        return sum(t.values.numel() * t.values.element_size() for t in self._tables.values())
+
+    # --- accounting ----------------------------------------------------------------------------
+
+    def macs_per_sample(self) -> int:
+        """Direct path: every layer and modulator per input."""
+        layers = sum(layer.in_features * layer.out_features for layer in self.layers)
+        modulators = sum(m.macs_per_sample() for m in self.modulators)
+        return layers + modulators + self.output.in_features * self.output.out_features

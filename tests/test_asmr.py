@@ -1,0 +1,226 @@
+"""ASMR network: digits, SIREN initialisation, the direct path against a per-sample loop written from
+the paper's formulas, and the shared path against the direct one (also across parameter changes)."""
+
+import math
+from fractions import Fraction
+
+import pytest
+import torch
+
+from nerf_loe.components.asmr import ASMR
+from nerf_loe.components.siren import Siren
+from nerf_loe.errors import ConfigError
+
+
+def _digits_by_hand(value: float, bases: list[int]) -> tuple[list[int], float]:
+    """Mixed-radix digits of a coordinate in [0, 1), exactly (rationals): repeated multiply-and-floor."""
+    digits, rest = [], Fraction(min(value, 1.0 - 1e-6))
+    for b in bases:
+        rest *= b
+        digit = math.floor(rest)
+        digits.append(digit)
+        rest -= digit
+    return digits, float(rest)
+
+
+def test_digits_rebuild_the_coordinate_at_borders_and_the_top_end():
+    bases = [(2, 4, 2), (4, 2, 8), (2, 2, 2)]  # powers of two: every cell border is a float exactly
+    net = ASMR(bases, hidden_dim=8, out_dim=1)
+    c = [2 * 4 * 2, 4 * 2 * 2, 2 * 8 * 2]  # finest cells per axis
+    borders = [[j / c[a] for j in range(c[a])] for a in range(3)]
+    points = [[borders[0][k % c[0]], borders[1][k % c[1]], borders[2][k % c[2]]] for k in range(60)]
+    points += [[1 - 1e-9] * 3, [0.0] * 3, [0.999, 0.5, 0.25]] + torch.rand(200, 3).tolist()
+    x = torch.tensor(points, dtype=torch.float64)
+    inputs = net.level_inputs(x)
+    for i, point in enumerate(points):
+        for axis in range(3):
+            axis_bases = [level[axis] for level in bases]
+            want, rest = _digits_by_hand(point[axis], axis_bases)
+            got = [round(float(inputs[level][i, axis]) * max(b - 1, 1)) for level, b in enumerate(axis_bases)]
+            assert got == want, (point, axis)
+            # the mixed-radix number and the remainder give back the coordinate
+            cell = 0
+            for digit, b in zip(got, axis_bases, strict=True):
+                cell = cell * b + digit
+            rebuilt = (cell + float(inputs[-1][i, axis])) / math.prod(axis_bases)
+            assert rebuilt == pytest.approx(min(point[axis], 1 - 1e-6), abs=1e-12)
+    assert all(inputs[level][60].tolist() == [1.0] * 3 for level in range(3))  # x -> 1: every last digit
+
+
+def test_pixel_centre_digits_are_the_papers_integer_digits():
+    """The paper digitises integer pixel indices: floor(p / (N / C_l)) mod B_l."""
+    bases = [(4, 2), (4, 8), (2, 4)]
+    size = (32, 64)
+    net = ASMR(bases, hidden_dim=8, out_dim=1, remainder=False)
+    p = torch.stack(torch.meshgrid(torch.arange(size[0]), torch.arange(size[1]), indexing="ij"), -1).reshape(
+        -1, 2
+    )
+    inputs = net.level_inputs((p + 0.5) / torch.tensor(size))
+    cumulative = [1, 1]
+    for level, b in enumerate(bases):
+        for axis in range(2):
+            cumulative[axis] *= b[axis]
+            paper = (p[:, axis] // (size[axis] // cumulative[axis])) % b[axis]
+            assert torch.equal(inputs[level][:, axis], paper.float() / (b[axis] - 1))
+
+
+def _reference(net: ASMR, point: list[float]) -> torch.Tensor:
+    """One sample by the formulas: h_0 = d_0; h_{k+1} = sin(w0 (W_k h_k + b_k + M_k(u_{k+1}))); out."""
+    bases = net.tiling.bank_counts
+    per_axis = [_digits_by_hand(v, [level[a] for level in bases]) for a, v in enumerate(point)]
+    u = [
+        torch.tensor(
+            [per_axis[a][0][level] / max(bases[level][a] - 1, 1) for a in range(len(point))],
+            dtype=torch.float64,
+        )
+        for level in range(len(bases))
+    ]
+    if net.remainder:
+        u.append(torch.tensor([rest for _, rest in per_axis], dtype=torch.float64))
+    h = u[0].double()
+    for k, layer in enumerate(net.layers):
+        modulator = net.modulators[k]
+        if hasattr(modulator, "linear"):
+            m = net.w0 * modulator.linear.weight.double() @ u[k + 1].double()
+        else:  # a SIREN written out
+            m = u[k + 1].double()
+            for j, inner in enumerate(modulator.layers):
+                m = inner.weight.double() @ m + inner.bias.double()
+                if j < len(modulator.layers) - 1:
+                    m = torch.sin(net.w0 * m)
+        h = torch.sin(net.w0 * (layer.weight.double() @ h + layer.bias.double() + m))
+    return net.output.weight.double() @ h + net.output.bias.double()
+
+
+@pytest.mark.parametrize("modulator", ["linear", "nonlinear"])
+def test_direct_path_follows_the_formulas_sample_by_sample(modulator):
+    torch.manual_seed(0)
+    net = ASMR([(2, 2, 2), (2, 4, 2), (4, 2, 2)], hidden_dim=16, out_dim=4, modulator=modulator).double()
+    points = torch.rand(25, 3, dtype=torch.float64)
+    with torch.no_grad():
+        got = net.forward_direct(points)
+    want = torch.stack([_reference(net, p) for p in points.tolist()])
+    assert torch.allclose(got, want, atol=1e-9)
+
+
+CASES = [
+    ([(4,), (4,), (8,)], False, 1),  # 1-D raster: a 128-sample signal
+    ([(2, 4), (4, 2), (4, 4)], False, 2),  # 2-D raster, unequal bases
+    ([(2, 2, 2), (4, 4, 4), (4, 4, 4)], True, 3),  # 3-D continuous, with the remainder
+]
+
+
+@pytest.mark.parametrize(("bases", "remainder", "dim"), CASES)
+@pytest.mark.parametrize("modulator", ["linear", "nonlinear"])
+def test_shared_path_equals_direct_path(bases, remainder, dim, modulator):
+    torch.manual_seed(1)
+    net = ASMR(bases, hidden_dim=32, out_dim=3, modulator=modulator, remainder=remainder, dense_cells=64)
+    x = torch.rand(3000, dim)
+    with torch.no_grad():
+        direct = net.forward_direct(x)
+        first = net(x)  # builds the tables (dense for levels of <= 64 cells, cached touched cells finer)
+        again = net(x[:1000])  # served from the tables
+    assert (first - direct).abs().max() < 1e-5
+    assert (again - direct[:1000]).abs().max() < 1e-5
+    assert net.table_bytes() > 0
+    net.sharing = "always"  # with gradients: deduplicated, no tables
+    assert (net(x) - direct).abs().max() < 1e-5
+
+
+def test_a_tiny_cache_limit_stays_exact():
+    torch.manual_seed(2)
+    net = ASMR([(2, 2, 2), (4, 4, 4), (4, 4, 4)], hidden_dim=16, out_dim=2, dense_cells=8, lazy_cells=50)
+    x = torch.rand(2000, 3)
+    with torch.no_grad():
+        direct = net.forward_direct(x)
+        for chunk in range(4):
+            part = slice(500 * chunk, 500 * (chunk + 1))
+            assert (net(x[part]) - direct[part]).abs().max() < 1e-5
+
+
+def test_tables_follow_optimizer_steps_and_checkpoint_loads():
+    torch.manual_seed(3)
+    bases = [(2, 2, 2), (4, 4, 4), (4, 4, 4)]
+    net = ASMR(bases, hidden_dim=16, out_dim=2, dense_cells=512)
+    x = torch.rand(1000, 3)
+    with torch.no_grad():
+        before = net(x)
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
+    net.forward_direct(x).square().mean().backward()
+    optimizer.step()
+    with torch.no_grad():
+        after, direct = net(x), net.forward_direct(x)
+    assert (after - before).abs().max() > 1e-4  # the step changed the output ...
+    assert (after - direct).abs().max() < 1e-5  # ... and the tables were rebuilt
+
+    other = ASMR(bases, hidden_dim=16, out_dim=2, dense_cells=512)
+    with torch.no_grad():
+        other(x)  # tables of its own initialisation
+        other.load_state_dict(net.state_dict())
+        assert (other(x) - direct).abs().max() < 1e-5
+
+
+@pytest.mark.parametrize("modulator", ["linear", "nonlinear"])
+def test_gradients_reach_every_modulator_and_match_between_paths(modulator):
+    torch.manual_seed(4)
+    net = ASMR(
+        [(2, 2, 2), (4, 4, 4), (2, 2, 2)], hidden_dim=16, out_dim=2, modulator=modulator, sharing="always"
+    )
+    x = torch.rand(500, 3)
+    net.forward_direct(x).square().mean().backward()
+    direct = [p.grad.clone() for p in net.parameters()]
+    net.zero_grad()
+    net(x).square().mean().backward()
+    for k, modulator_module in enumerate(net.modulators):
+        assert all(p.grad is not None and p.grad.abs().max() > 0 for p in modulator_module.parameters()), k
+    for got, want in zip((p.grad for p in net.parameters()), direct, strict=True):
+        assert torch.allclose(got, want, rtol=1e-4, atol=1e-6)
+
+
+def test_siren_initialisation_keeps_the_activation_spread_with_depth():
+    """sin of a unit-variance phase is arcsine-distributed with std 1/sqrt(2) in every layer."""
+    torch.manual_seed(5)
+    net = Siren(2, 256, 1, num_layers=9)
+    h = torch.rand(8192, 2) * 2 - 1
+    spreads = []
+    for layer in net.layers[:-1]:
+        h = torch.sin(net.sine.w0 * layer(h))
+        spreads.append(float(h.std()))
+    assert all(0.62 < s < 0.78 for s in spreads[1:]), spreads
+    assert abs(spreads[-1] - spreads[1]) < 0.05
+
+    asmr = ASMR([(2, 2)] * 4 + [(2, 2)] * 4, hidden_dim=256, out_dim=1, remainder=False)
+    u = asmr.level_inputs(torch.rand(8192, 2))
+    h = u[0]
+    for k, layer in enumerate(asmr.layers):
+        h = torch.sin(asmr.w0 * (layer(h) + asmr.modulators[k](u[k + 1])))
+        assert 0.62 < float(h.std()) < 0.78, k
+
+
+def test_shared_macs_of_a_raster_follow_the_profile_formula():
+    """Layer k runs once per level-k cell, modulator k once per digit value of level k+1, the output
+    once per pixel: the paper's profiler (without its bias and addition terms)."""
+    bases = [(4, 4), (4, 2), (2, 8)]
+    h, out = 24, 3
+    net = ASMR(bases, hidden_dim=h, out_dim=out, remainder=False)
+    size = (32, 64)
+    p = torch.stack(torch.meshgrid(torch.arange(size[0]), torch.arange(size[1]), indexing="ij"), -1).reshape(
+        -1, 2
+    )
+    with torch.no_grad():
+        net((p + 0.5) / torch.tensor(size))
+    cells = [16, 16 * 8, 32 * 64]  # level-k cells: prod of C_k over both axes
+    want = 2 * h * cells[0] + h * h * cells[1]  # layers 0 and 1
+    want += 2 * h * (4 * 2) + 2 * h * (2 * 8)  # modulators of levels 1 and 2, per digit value
+    want += h * out * cells[2]  # output per pixel
+    assert net.macs_done == want
+    assert net.macs_per_sample() == 2 * h + h * h + 2 * (2 * h) + h * out
+
+
+def test_bad_options_are_reported():
+    with pytest.raises(ConfigError, match="sharing"):
+        ASMR([(2, 2)], 8, 1, sharing="sometimes")
+    with pytest.raises(ConfigError, match="modulator"):
+        ASMR([(2, 2)], 8, 1, modulator="cubic")
+    with pytest.raises(ConfigError, match="two levels"):
+        ASMR([(2, 2)], 8, 1, remainder=False)
