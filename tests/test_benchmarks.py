@@ -23,7 +23,7 @@ from nerf_loe.benchmarks.methods import (
 )
 from nerf_loe.components.tiling import Tiling
 from nerf_loe.errors import ConfigError
-from nerf_loe.fields.loe_field import LoEField
+from nerf_loe.fields.radiance_field import LoETrunk, RadianceField
 
 
 def _result(method: str, rays_per_s: float, curve: list[EvalPoint], note: str = "") -> MethodResult:
@@ -87,7 +87,8 @@ def test_view_grid_puts_scenes_in_rows_and_truth_then_methods_in_columns(tmp_pat
 
 
 def test_macs_per_sample_uses_the_fields_own_count_else_its_linears():
-    field = LoEField(torch.tensor([[-1.0] * 3, [1.0] * 3]), Tiling([(2, 2, 2), (4, 4, 4)]), hidden_dim=16)
+    trunk = LoETrunk(Tiling([(2, 2, 2), (4, 4, 4)]), out_dim=16, hidden_dim=16)
+    field = RadianceField(torch.tensor([[-1.0] * 3, [1.0] * 3]), trunk)
     model = torch.nn.Module()
     model.field = field
     assert macs_per_sample(model) == (sum(m for m, _ in field.complexity().values()), "")

@@ -46,7 +46,7 @@ def test_diverged_density_stays_finite():
     """A trunk whose density output has run away gives capped, finite densities and gradients."""
     model = _model()
     with torch.no_grad():
-        model.field.trunk.output.bias[0] = 1e4
+        model.field.trunk.mlp.output.bias[0] = 1e4
     density = model.field.density_at(torch.zeros(4, 3))
     assert torch.isfinite(density).all() and density.max() <= torch.exp(torch.tensor(15.0))
     outputs = model.get_outputs(_rays(8))

@@ -87,4 +87,4 @@ def test_cli_prints_one_line_errors(tmp_path, tiny_scene):
     assert bad_option.returncode != 0 or "Error parsing" in output
     assert "Traceback" not in output
     flat = " ".join(output.replace("│", " ").split())  # tyro wraps its message in a box
-    assert "--pipeline.model.banks 4x4: give one AxBxC" in flat
+    assert "--pipeline.model.banks 4x4: give one 4x4x4" in flat

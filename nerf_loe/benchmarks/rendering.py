@@ -18,7 +18,7 @@ import tyro
 
 from nerf_loe.benchmarks.timing import Stopwatch
 from nerf_loe.components.tiling import Tiling
-from nerf_loe.fields.loe_field import LoEField
+from nerf_loe.fields.radiance_field import LoETrunk, RadianceField
 from nerf_loe.rendering.backend import Backend, resolve_backend
 from nerf_loe.rendering.marcher import GridMarcher, GridMarcherConfig
 from nerf_loe.rendering.volume_rendering import render_weights
@@ -105,7 +105,8 @@ def main() -> None:
 
     # one training step of the LoE field, by part (density early stop, the default)
     marcher.config.early_stop = "density"
-    field = LoEField(aabb.view(2, 3), Tiling([(2, 2, 2), (4, 4, 4), (4, 4, 4), (4, 4, 4)])).to(args.device)
+    tiling = Tiling([(2, 2, 2), (4, 4, 4), (4, 4, 4), (4, 4, 4)])
+    field = RadianceField(aabb.view(2, 3), LoETrunk(tiling, out_dim=16)).to(args.device)
     optimizer = torch.optim.Adam(field.parameters(), lr=1e-3)
     o, d = rays(4096, args.device)
     parts: dict[str, list[float]] = {}

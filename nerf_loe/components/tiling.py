@@ -51,6 +51,19 @@ def flatten_index(axis_index: Int[Tensor, "n d"], counts: tuple[int, ...]) -> In
     return flat
 
 
+def parse_counts(spec: tuple[str, ...], option: str, dims: int = 3) -> list[tuple[int, ...]]:
+    """Per-axis counts written ``AxBxC`` (``dims`` of them) per entry, e.g. ``("2x2x2", "4x4x4")`` ->
+    ``[(2, 2, 2), (4, 4, 4)]``; a ConfigError naming ``option`` for anything else."""
+    example = "x".join(["4"] * dims)
+    try:
+        counts = [tuple(int(n) for n in entry.lower().split("x")) for entry in spec]
+    except ValueError:
+        raise ConfigError(f"{option} {' '.join(spec)}: write each entry as {example}") from None
+    if not counts or any(len(c) != dims or min(c) < 1 for c in counts):
+        raise ConfigError(f"{option} {' '.join(spec)}: give one {example} ({dims} positive counts) per entry")
+    return counts
+
+
 class Tiling:
     """Bank selection for every layer of a tiled network.
 

@@ -1,6 +1,6 @@
-"""Levels-of-Experts NeRF: the LoE field rendered by occupancy-grid marching.
+"""Levels-of-Experts NeRF: the radiance field with LoE's tiled-bank trunk.
 
-The same model runs the equal-MAC baselines: ``tiling="hierarchical"`` is LoE, one bank per layer
+The same config runs the equal-MAC baselines: ``tiling="hierarchical"`` is LoE, one bank per layer
 is the PE-MLP, and ``tiling="partition"`` with equal counts at every layer is the Partition /
 KiloNeRF-style grid of small networks.
 """
@@ -8,48 +8,18 @@ KiloNeRF-style grid of small networks.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
 
-import torch
-from nerfstudio.cameras.rays import Frustums, RayBundle, RaySamples
-from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes, TrainingCallbackLocation
-from nerfstudio.field_components.field_heads import FieldHeadNames
-from nerfstudio.models.base_model import Model, ModelConfig
-from nerfstudio.utils import colormaps
-from nerfstudio.utils.rich_utils import CONSOLE
-from torch import Tensor
-from torch.nn import Parameter
+from torch import Tensor, nn
 
-from nerf_loe.compat.lpips import OfflineLPIPS
-from nerf_loe.components.implementation import choose_implementation
 from nerf_loe.components.tiled_mlp import Activation
-from nerf_loe.components.tiling import Blending, Tiling, TilingLayout
+from nerf_loe.components.tiling import Blending, Tiling, TilingLayout, parse_counts
 from nerf_loe.errors import ConfigError
-from nerf_loe.evaluation.complexity import format_complexity
-from nerf_loe.fields.loe_field import LoEField
-from nerf_loe.rendering.marcher import GridMarcherConfig
-from nerf_loe.rendering.volume_rendering import last_sample_index
-
-Background = Literal["auto", "last_sample", "white", "black", "random"]
-
-
-def parse_banks(spec: tuple[str, ...]) -> list[tuple[int, ...]]:
-    """``("2x2x2", "4x4x4")`` -> ``[(2, 2, 2), (4, 4, 4)]``; raises ConfigError on bad text."""
-    try:
-        counts = [tuple(int(n) for n in layer.lower().split("x")) for layer in spec]
-    except ValueError:
-        raise ConfigError(
-            f"--pipeline.model.banks {' '.join(spec)}: write each layer as AxBxC, e.g. 4x4x4"
-        ) from None
-    if not counts or any(len(c) != 3 or min(c) < 1 for c in counts):
-        raise ConfigError(
-            f"--pipeline.model.banks {' '.join(spec)}: give one AxBxC (3 positive counts) per tiled layer"
-        )
-    return counts
+from nerf_loe.fields.radiance_field import LoETrunk
+from nerf_loe.models.field_model import FieldModel, FieldModelConfig
 
 
 @dataclass
-class LoEModelConfig(ModelConfig):
+class LoEModelConfig(FieldModelConfig):
     """Levels-of-Experts NeRF (and its PE-MLP / Partition baselines)."""
 
     _target: type = field(default_factory=lambda: LoEModel)
@@ -63,12 +33,7 @@ class LoEModelConfig(ModelConfig):
     """Width of the tiled trunk."""
     num_frequencies: int = 8
     """Positional-encoding frequencies of the normalised position."""
-    geo_feat_dim: int = 15
-    color_hidden_dim: int = 64
-    color_layers: int = 2
     activation: Activation = "relu"
-    density_bias: float = -1.0
-    """Added to the raw density before exp: empty space starts at density ~exp(density_bias)."""
     residual_banks: bool = False
     """Banks as one shared matrix plus per-bank residuals that start at zero: LoE starts as its MLP."""
     residual_scale: float = 1.0
@@ -76,208 +41,34 @@ class LoEModelConfig(ModelConfig):
     is the residuals' learning rate relative to the shared matrix's."""
     residual_penalty_mult: float = 0.0
     """Weight of the mean squared bank residual in the loss (with residual_banks)."""
-    unbounded: bool | None = False
-    """True: scene contraction, 4 grid levels, steps growing with distance (content past the
-    cameras); False: the scene box only. None: chosen from the training images, bounded when they
-    show an isolated subject (transparent borders or a plain backdrop), else unbounded (see
-    :mod:`nerf_loe.data.extent`). Not the default: scenes gain or lose by it. loe-nerf on the CPU,
-    nerfstudio-data, 150 s: unbounded 19.95 / 13.90 / 14.28 dB against bounded 17.56 / 13.45 /
-    14.91 dB on woodbox / chess2 / wineglass (``extent_loe_150s_unbounded_{true,false}.md``); the
-    demo (chess2, blender-data, 1000 steps): unbounded 13.34 dB in 26 min, bounded 21.76 dB in
-    3.5 min. Unbounded steps cost 3-4x bounded ones (the grid stays ~95% occupied)."""
-    background_color: Background = "auto"
-    """Colour behind the last sample. auto: the training images' plain backdrop colour when their
-    borders show one (objects on white), else last_sample. last_sample: each ray's last sample
-    colour fills the transmittance left (opaque scenes with content beyond the box); a ray the grid
-    culls entirely takes the field's colour where it leaves the box. white/black: a constant;
-    random: a random colour per ray in training (white at evaluation). Images with an alpha channel
-    always train on a random colour and evaluate on white, prediction and target alike."""
-    distortion_loss_mult: float = 0.0
-    """Weight of mip-NeRF 360's distortion loss (weight spread along rays: fog, floaters); not used
-    on RGBA data. Off by default: no measured gain (objects on white +0.4 dB at one seed, within
-    run-to-run noise; chess2 20.29 dB with 0.01 against 22.07 without)."""
-    marcher: GridMarcherConfig = field(default_factory=GridMarcherConfig)
-    eval_num_rays_per_chunk: int = 4096
 
     def __post_init__(self) -> None:
-        parse_banks(self.banks)
-        if self.background_color not in ("auto", "last_sample", "white", "black", "random"):
-            raise ConfigError(
-                f"--pipeline.model.background-color {self.background_color!r}: "
-                "choose auto, last_sample, white, black or random"
-            )
-        if self.distortion_loss_mult < 0:
-            raise ConfigError("--pipeline.model.distortion-loss-mult must be >= 0")
-        if self.hidden_dim < 1 or self.num_frequencies < 1 or self.geo_feat_dim < 1:
-            raise ConfigError("--pipeline.model.hidden-dim, num-frequencies and geo-feat-dim must be >= 1")
+        super().__post_init__()
+        parse_counts(self.banks, "--pipeline.model.banks")
+        if self.hidden_dim < 1 or self.num_frequencies < 1:
+            raise ConfigError("--pipeline.model.hidden-dim and num-frequencies must be >= 1")
+
+    def make_trunk(self, out_dim: int) -> nn.Module:
+        tiling = Tiling(parse_counts(self.banks, "--pipeline.model.banks"), self.tiling, self.blending)
+        return LoETrunk(
+            tiling,
+            out_dim,
+            self.hidden_dim,
+            self.num_frequencies,
+            self.activation,
+            residual_banks=self.residual_banks,
+            residual_scale=self.residual_scale,
+        )
 
 
-class LoEModel(Model):
-    """LoE field + :class:`~nerf_loe.rendering.marcher.GridMarcher`."""
+class LoEModel(FieldModel):
+    """The field model with LoE's bank-residual penalty."""
 
     config: LoEModelConfig
 
-    def populate_modules(self) -> None:
-        super().populate_modules()
-        cfg = self.config
-        self.tiling = Tiling(parse_banks(cfg.banks), cfg.tiling, cfg.blending)
-        self.unbounded = self._resolve_extent()
-        aabb = self.scene_box.aabb
-        self.field = LoEField(
-            aabb,
-            self.tiling,
-            cfg.hidden_dim,
-            cfg.num_frequencies,
-            cfg.geo_feat_dim,
-            cfg.color_hidden_dim,
-            cfg.color_layers,
-            activation=cfg.activation,
-            density_bias=cfg.density_bias,
-            residual_banks=cfg.residual_banks,
-            residual_scale=cfg.residual_scale,
-            contract=self.unbounded,
-            implementation=choose_implementation(self.kwargs.get("device")),
-        )
-        self.marcher = cfg.marcher.setup(aabb=aabb.flatten(), unbounded=self.unbounded)
-        self.background_kind, colour = self._resolve_background()
-        self.register_buffer("background_rgb", torch.tensor(colour))
-        # Set once the data shows an alpha channel: the background is then the compositing colour,
-        # also for ns-eval / ns-render / the viewer after loading a checkpoint.
-        self.register_buffer("alpha_data", torch.tensor(False))
-        from torchmetrics.functional import structural_similarity_index_measure
-        from torchmetrics.image import PeakSignalNoiseRatio
-
-        self.psnr = PeakSignalNoiseRatio(data_range=1.0)
-        self.ssim = structural_similarity_index_measure
-        self.lpips = OfflineLPIPS(normalize=True)
-        CONSOLE.print(format_complexity(type(self).__name__, self.field.complexity()))
-
-    def get_param_groups(self) -> dict[str, list[Parameter]]:
-        return {"fields": list(self.field.parameters())}
-
-    def get_training_callbacks(
-        self, training_callback_attributes: TrainingCallbackAttributes
-    ) -> list[TrainingCallback]:
-        return [
-            TrainingCallback(
-                where_to_run=[TrainingCallbackLocation.BEFORE_TRAIN_ITERATION],
-                update_every_num_iters=1,
-                func=lambda step: self.marcher.update_grid(step, self.field.density_at),
-            )
-        ]
-
-    def _resolve_extent(self) -> bool:
-        """Whether to model the scene unbounded (``unbounded=None`` is decided by the data)."""
-        if self.config.unbounded is not None:
-            return self.config.unbounded
-        measured = (self.kwargs.get("metadata") or {}).get("scene_extent")
-        if measured is None:
-            CONSOLE.print("unbounded auto: the data manager measured no scene extent: bounded")
-            return False
-        extent, reason = measured
-        CONSOLE.print(f"unbounded auto: {reason}: {extent}")
-        return extent == "unbounded"
-
-    def _resolve_background(self) -> tuple[Literal["last_sample", "constant", "random"], list[float]]:
-        """The background rule and constant colour this model uses (``auto`` decided by the data)."""
-        kind = self.config.background_color
-        backdrop = (self.kwargs.get("metadata") or {}).get("backdrop")
-        if kind == "auto":
-            kind = "last_sample" if backdrop is None else "backdrop"
-            seen = "no plain backdrop" if backdrop is None else f"a plain backdrop {tuple(backdrop)}"
-            CONSOLE.print(f"background-color auto: the training images show {seen}: using {kind}")
-        colours = {"black": [0.0] * 3, "backdrop": list(backdrop or [])}
-        rule = {"last_sample": "last_sample", "random": "random"}.get(kind, "constant")
-        return rule, colours.get(kind, [1.0] * 3)
-
-    def background(self, rays_o: Tensor, rays_d: Tensor, ray_indices: Tensor, rgbs: Tensor) -> Tensor:
-        """Per-ray colour behind the last sample (see ``LoEModelConfig.background_color``)."""
-        if bool(self.alpha_data):  # the loss composites on its own colour; renders show white
-            return torch.ones_like(rays_o)
-        if self.background_kind == "random" and self.training:
-            return torch.rand_like(rays_o)
-        if self.background_kind != "last_sample":
-            return self.background_rgb.expand_as(rays_o)
-        last, has = last_sample_index(ray_indices, rays_o.shape[0])
-        background = torch.zeros_like(rays_o, dtype=rgbs.dtype)
-        background[has] = rgbs[last[has]]
-        culled = ~has
-        if culled.any():  # no sample left: the field's colour where the ray leaves the box
-            far = self.marcher.far_points(rays_o[culled], rays_d[culled])
-            background[culled] = self.field.colors_at(far, rays_d[culled])
-        return background
-
-    def get_outputs(self, ray_bundle: RayBundle) -> dict[str, Tensor]:
-        rays_o = ray_bundle.origins.reshape(-1, 3)
-        rays_d = ray_bundle.directions.reshape(-1, 3)
-        samples = self.marcher.sample(rays_o, rays_d, self.field.density_at)
-        idx = samples.ray_indices
-        pixel_area = ray_bundle.pixel_area.reshape(-1, 1)[idx]
-        ray_samples = RaySamples(
-            frustums=Frustums(
-                origins=rays_o[idx],
-                directions=rays_d[idx],
-                starts=samples.t_starts[:, None],
-                ends=samples.t_ends[:, None],
-                pixel_area=pixel_area,
-            )
-        )
-        field_outputs = self.field(ray_samples)
-        return self.marcher.render(
-            samples,
-            field_outputs[FieldHeadNames.DENSITY][:, 0],
-            field_outputs[FieldHeadNames.RGB],
-            self.background(rays_o, rays_d, idx, field_outputs[FieldHeadNames.RGB]),
-            with_distortion=self.training
-            and self.config.distortion_loss_mult > 0
-            and not bool(self.alpha_data),
-        )
-
-    def composite(self, outputs: dict[str, Tensor], image: Tensor) -> tuple[Tensor, Tensor]:
-        """Prediction and target on the same background; never blends the target with the model.
-
-        RGB images are the target as they are. Images with an alpha channel are composited, target
-        and prediction alike, on a random colour per pixel in training (so density on transparent
-        pixels always costs loss) and on white in evaluation.
-        """
-        image = image.to(self.device)
-        if image.shape[-1] != 4:
-            return outputs["rgb"], image
-        if not bool(self.alpha_data):
-            self.alpha_data.fill_(True)
-        color = torch.rand_like(image[..., :3]) if self.training else torch.ones_like(image[..., :3])
-        alpha = image[..., 3:]
-        target = image[..., :3] * alpha + color * (1.0 - alpha)
-        return outputs["rgb_foreground"] + (1.0 - outputs["accumulation"]) * color, target
-
-    def get_metrics_dict(self, outputs: dict[str, Tensor], batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        pred, target = self.composite(outputs, batch["image"])
-        return {
-            "psnr": self.psnr(pred, target),
-            "num_samples_per_batch": outputs["num_samples_per_ray"].sum(),
-            "grid_occupancy": torch.tensor(self.marcher.grid.occupied_fraction()),
-        }
-
     def get_loss_dict(self, outputs, batch, metrics_dict=None) -> dict[str, Tensor]:
-        pred, target = self.composite(outputs, batch["image"])
-        losses = {"rgb_loss": torch.nn.functional.mse_loss(pred, target)}
-        if "distortion" in outputs and not bool(self.alpha_data):
-            losses["distortion_loss"] = self.config.distortion_loss_mult * outputs["distortion"].mean()
+        losses = super().get_loss_dict(outputs, batch, metrics_dict)
         if self.config.residual_banks and self.config.residual_penalty_mult > 0:
-            losses["residual_loss"] = self.config.residual_penalty_mult * self.field.trunk.residual_penalty()
+            penalty = self.field.trunk.mlp.residual_penalty()
+            losses["residual_loss"] = self.config.residual_penalty_mult * penalty
         return losses
-
-    def get_image_metrics_and_images(
-        self, outputs: dict[str, Tensor], batch: dict[str, Tensor]
-    ) -> tuple[dict[str, float], dict[str, Tensor]]:
-        rgb, image = self.composite(outputs, batch["image"])
-        acc = colormaps.apply_colormap(outputs["accumulation"])
-        depth = colormaps.apply_depth_colormap(outputs["depth"], accumulation=outputs["accumulation"])
-        gt_chw, rgb_chw = (torch.moveaxis(t, -1, 0)[None] for t in (image, rgb))
-        metrics = {
-            "psnr": float(self.psnr(gt_chw, rgb_chw).item()),
-            "ssim": float(self.ssim(gt_chw, rgb_chw)),
-            "lpips": float(self.lpips(gt_chw, rgb_chw)),
-        }
-        images = {"img": torch.cat([image, rgb], dim=1), "accumulation": acc, "depth": depth}
-        return metrics, images

@@ -1,7 +1,10 @@
-"""Levels-of-Experts radiance field (also the PE-MLP and Partition baselines, by its tiling).
+"""Radiance field around any positional trunk: the one field of every method of this package.
 
-position -> unit box -> NeRF positional encoding -> tiled trunk (banks picked by position)
--> density + geometry feature; colour from an untiled head on [feature, SH(direction)].
+position -> unit box (scene box or contraction) -> trunk -> density + geometry feature; colour
+from a small head on [feature, SH(direction)]. The trunk is what differs between methods: LoE's
+positional encoding and tiled-bank MLP (:class:`LoETrunk`, also the PE-MLP and Partition
+baselines by its tiling) or the ASMR network; density and colour heads are shared, so methods
+compare on their trunks alone.
 """
 
 from __future__ import annotations
@@ -23,22 +26,68 @@ from nerf_loe.components.tiled_mlp import Activation, TiledMLP
 from nerf_loe.components.tiling import Tiling
 
 
-class LoEField(Field):
-    """Density and view-dependent colour from a tiled-bank trunk.
+class LoETrunk(nn.Module):
+    """LoE's trunk: NeRF positional encoding of the unit-box position, then the tiled-bank MLP,
+    whose banks the raw position picks.
+
+    Args:
+        tiling: bank layout of the trunk's layers.
+        out_dim: 1 (raw density) + the geometry feature.
+        hidden_dim: width.
+        num_frequencies: positional-encoding frequencies.
+        residual_banks, residual_scale: see :class:`~nerf_loe.components.tiled_linear.TiledLinear`.
+    """
+
+    def __init__(
+        self,
+        tiling: Tiling,
+        out_dim: int,
+        hidden_dim: int = 128,
+        num_frequencies: int = 8,
+        activation: Activation = "relu",
+        residual_banks: bool = False,
+        residual_scale: float = 1.0,
+    ) -> None:
+        super().__init__()
+        self.encoding = NeRFEncoding(
+            # NeRFEncoding multiplies by 2*pi: exponents from -1 make the lowest band sin(pi x),
+            # which does not wrap around on the unit box.
+            in_dim=tiling.dim,
+            num_frequencies=num_frequencies,
+            min_freq_exp=-1.0,
+            max_freq_exp=num_frequencies - 2,
+            include_input=True,
+            implementation="torch",
+        )
+        self.mlp = TiledMLP(
+            self.encoding.get_out_dim(),
+            hidden_dim,
+            out_dim,
+            tiling,
+            activation,
+            residual_banks=residual_banks,
+            residual_scale=residual_scale,
+        )
+
+    def forward(self, x: Float[Tensor, "n d"]) -> Float[Tensor, "n o"]:
+        return self.mlp(self.encoding(x), x)
+
+    def macs_per_sample(self) -> int:
+        return self.mlp.macs_per_sample()
+
+
+class RadianceField(Field):
+    """Density and view-dependent colour from a positional trunk.
 
     Args:
         aabb: scene box [2, 3] (world units).
-        tiling: bank layout of the trunk's layers.
-        hidden_dim: trunk width.
-        num_frequencies: NeRF positional-encoding frequencies of the unit-box position.
+        trunk: unit-box positions [n, 3] -> [n, 1 + geo_feat_dim] (raw density, then the geometry
+            feature), with ``macs_per_sample()``.
         geo_feat_dim: feature passed from the trunk to the colour head.
-        color_hidden_dim, color_layers: the untiled colour head.
+        color_hidden_dim, color_layers: the colour head.
         sh_levels: spherical-harmonics degree + 1 of the direction encoding.
         density_bias: added to the trunk's raw density before ``exp``: the density of empty space
             at initialisation is about ``exp(density_bias)``.
-        residual_banks: banks as one shared matrix plus zero-initialised residuals (the trunk
-            starts as its plain MLP), instead of independent matrices; ``residual_scale`` multiplies
-            the residuals (their relative learning rate under Adam).
         contract: unbounded scene (scene contraction) instead of the scene box.
         implementation: "torch" or "tcnn" for the colour head and direction encoding.
     """
@@ -46,17 +95,12 @@ class LoEField(Field):
     def __init__(
         self,
         aabb: Float[Tensor, "2 3"],
-        tiling: Tiling,
-        hidden_dim: int = 128,
-        num_frequencies: int = 8,
+        trunk: nn.Module,
         geo_feat_dim: int = 15,
         color_hidden_dim: int = 64,
         color_layers: int = 2,
         sh_levels: int = 4,
-        activation: Activation = "relu",
         density_bias: float = -1.0,
-        residual_banks: bool = False,
-        residual_scale: float = 1.0,
         contract: bool = False,
         implementation: Literal["tcnn", "torch"] = "torch",
     ) -> None:
@@ -65,25 +109,7 @@ class LoEField(Field):
         self.density_bias = density_bias
         self.implementation = implementation
         self.normalizer = UnitBoxNormalizer(aabb, contract=contract)
-        self.position_encoding = NeRFEncoding(
-            # NeRFEncoding multiplies by 2*pi: exponents from -1 make the lowest band sin(pi x),
-            # which does not wrap around on the unit box.
-            in_dim=3,
-            num_frequencies=num_frequencies,
-            min_freq_exp=-1.0,
-            max_freq_exp=num_frequencies - 2,
-            include_input=True,
-            implementation="torch",
-        )
-        self.trunk = TiledMLP(
-            self.position_encoding.get_out_dim(),
-            hidden_dim,
-            1 + geo_feat_dim,
-            tiling,
-            activation,
-            residual_banks=residual_banks,
-            residual_scale=residual_scale,
-        )
+        self.trunk = trunk
         self.direction_encoding = SHEncoding(levels=sh_levels, implementation=implementation)
         self.color_head = MLP(
             in_dim=geo_feat_dim + self.direction_encoding.get_out_dim(),
@@ -101,7 +127,7 @@ class LoEField(Field):
         if n == 0:  # a batch the grid culled entirely: evaluate one point so the graph stays connected
             positions = positions.new_zeros(1, 3)
         x = self.normalizer(positions)
-        raw = self.trunk(self.position_encoding(x), x)
+        raw = self.trunk(x)
         # Capped where trunc_exp stops its gradient: exp(15) already makes any step opaque, and an
         # unbounded exp overflows to inf on a diverging batch, then NaN in the rendering sums.
         density = trunc_exp(torch.clamp(raw[:, :1] + self.density_bias, max=15.0))

@@ -1,0 +1,49 @@
+"""The trainer every method of this package uses: data manager, optimiser, schedule, viewer."""
+
+from __future__ import annotations
+
+import torch
+from nerfstudio.configs.base_config import MachineConfig, ViewerConfig
+from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
+from nerfstudio.engine.optimizers import AdamOptimizerConfig
+from nerfstudio.engine.trainer import TrainerConfig
+from nerfstudio.pipelines.base_pipeline import VanillaPipelineConfig
+
+from nerf_loe.data.datamanager import ValidatedDataManagerConfig
+from nerf_loe.models.field_model import FieldModelConfig
+from nerf_loe.training.schedulers import FloatExponentialDecaySchedulerConfig
+
+_ON_CUDA = torch.cuda.is_available()
+MAX_STEPS = 20000
+
+
+def trainer_config(method_name: str, model: FieldModelConfig, lr: float = 2e-3) -> TrainerConfig:
+    """ns-train's config for ``model``: 1024 rays a batch on the CPU (4096 on CUDA), Adam at ``lr``
+    decaying to ``lr / 20`` over MAX_STEPS after a 100-step warm-up."""
+    return TrainerConfig(
+        method_name=method_name,
+        steps_per_eval_batch=500,
+        steps_per_eval_image=1000,
+        steps_per_save=1000,
+        max_num_iterations=MAX_STEPS,
+        mixed_precision=False,
+        machine=MachineConfig(device_type="cuda" if _ON_CUDA else "cpu"),
+        pipeline=VanillaPipelineConfig(
+            datamanager=ValidatedDataManagerConfig(
+                dataparser=NerfstudioDataParserConfig(),
+                train_num_rays_per_batch=4096 if _ON_CUDA else 1024,
+                eval_num_rays_per_batch=4096 if _ON_CUDA else 1024,
+            ),
+            model=model,
+        ),
+        optimizers={
+            "fields": {
+                "optimizer": AdamOptimizerConfig(lr=lr, eps=1e-15),
+                "scheduler": FloatExponentialDecaySchedulerConfig(
+                    lr_final=lr / 20, warmup_steps=100, max_steps=MAX_STEPS
+                ),
+            }
+        },
+        viewer=ViewerConfig(num_rays_per_chunk=1 << 14),
+        vis="viewer",
+    )
