@@ -4,9 +4,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import tyro
-from nerf_loe.data_scripts import _cli
 
 from nerf_loe.data.collections import CollectionConfig, make_collection
+from nerf_loe.data_scripts import _cli
 
 
 @dataclass

@@ -4,9 +4,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import tyro
-from nerf_loe.data_scripts import _cli
 
 from nerf_loe.data.procedural import ProceduralSceneConfig, generate_procedural
+from nerf_loe.data_scripts import _cli
 
 
 @dataclass

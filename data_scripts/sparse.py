@@ -4,9 +4,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import tyro
-from nerf_loe.data_scripts import _cli
 
 from nerf_loe.data.sparse import Strategy, make_sparse
+from nerf_loe.data_scripts import _cli
 
 
 @dataclass

@@ -47,6 +47,12 @@ def test_digits_rebuild_the_coordinate_at_borders_and_the_top_end():
     assert all(inputs[level][60].tolist() == [1.0] * 3 for level in range(3))  # x -> 1: every last digit
 
 
+def test_place_values_sum_to_the_position():
+    net = ASMR([(2, 4, 2), (4, 2, 8), (2, 2, 2)], hidden_dim=8, out_dim=1, digits="place")
+    x = torch.rand(500, 3, dtype=torch.float64)
+    assert torch.allclose(sum(net.level_inputs(x)), x, atol=1e-12)
+
+
 def test_pixel_centre_digits_are_the_papers_integer_digits():
     """The paper digitises integer pixel indices: floor(p / (N / C_l)) mod B_l."""
     bases = [(4, 2), (4, 8), (2, 4)]
@@ -68,20 +74,28 @@ def _reference(net: ASMR, point: list[float]) -> torch.Tensor:
     """One sample by the formulas: h_0 = d_0; h_{k+1} = sin(w0 (W_k h_k + b_k + M_k(u_{k+1}))); out."""
     bases = net.tiling.bank_counts
     per_axis = [_digits_by_hand(v, [level[a] for level in bases]) for a, v in enumerate(point)]
+    place = [[math.prod(b[a] for b in bases[: k + 1]) for a in range(len(point))] for k in range(len(bases))]
+
+    def scale(level: int, axis: int) -> float:  # digit: d / (B - 1); place: d / C_l
+        return place[level][axis] if net.digits == "place" else max(bases[level][axis] - 1, 1)
+
     u = [
         torch.tensor(
-            [per_axis[a][0][level] / max(bases[level][a] - 1, 1) for a in range(len(point))],
-            dtype=torch.float64,
+            [per_axis[a][0][level] / scale(level, a) for a in range(len(point))], dtype=torch.float64
         )
         for level in range(len(bases))
     ]
     if net.remainder:
-        u.append(torch.tensor([rest for _, rest in per_axis], dtype=torch.float64))
+        finest = place[-1] if net.digits == "place" else [1] * len(point)
+        u.append(
+            torch.tensor([rest / finest[a] for a, (_, rest) in enumerate(per_axis)], dtype=torch.float64)
+        )
     h = u[0].double()
     for k, layer in enumerate(net.layers):
         modulator = net.modulators[k]
-        if hasattr(modulator, "linear"):
-            m = net.w0 * modulator.linear.weight.double() @ u[k + 1].double()
+        if hasattr(modulator, "linear"):  # w0 V d for digits, V r for the remainder and place values
+            gain = 1.0 if net.digits == "place" or (net.remainder and k == len(net.layers) - 1) else net.w0
+            m = gain * modulator.linear.weight.double() @ u[k + 1].double()
         else:  # a SIREN written out
             m = u[k + 1].double()
             for j, inner in enumerate(modulator.layers):
@@ -92,10 +106,13 @@ def _reference(net: ASMR, point: list[float]) -> torch.Tensor:
     return net.output.weight.double() @ h + net.output.bias.double()
 
 
-@pytest.mark.parametrize("modulator", ["linear", "nonlinear"])
-def test_direct_path_follows_the_formulas_sample_by_sample(modulator):
+@pytest.mark.parametrize(
+    ("modulator", "digits"), [("linear", "digit"), ("nonlinear", "digit"), ("linear", "place")]
+)
+def test_direct_path_follows_the_formulas_sample_by_sample(modulator, digits):
     torch.manual_seed(0)
-    net = ASMR([(2, 2, 2), (2, 4, 2), (4, 2, 2)], hidden_dim=16, out_dim=4, modulator=modulator).double()
+    bases = [(2, 2, 2), (2, 4, 2), (4, 2, 2)]
+    net = ASMR(bases, hidden_dim=16, out_dim=4, modulator=modulator, digits=digits).double()
     points = torch.rand(25, 3, dtype=torch.float64)
     with torch.no_grad():
         got = net.forward_direct(points)
@@ -111,10 +128,12 @@ CASES = [
 
 
 @pytest.mark.parametrize(("bases", "remainder", "dim"), CASES)
-@pytest.mark.parametrize("modulator", ["linear", "nonlinear"])
-def test_shared_path_equals_direct_path(bases, remainder, dim, modulator):
+@pytest.mark.parametrize(
+    ("modulator", "digits"), [("linear", "digit"), ("nonlinear", "digit"), ("linear", "place")]
+)
+def test_shared_path_equals_direct_path(bases, remainder, dim, modulator, digits):
     torch.manual_seed(1)
-    net = ASMR(bases, hidden_dim=32, out_dim=3, modulator=modulator, remainder=remainder, dense_cells=64)
+    net = ASMR(bases, 32, 3, modulator=modulator, remainder=remainder, digits=digits, dense_cells=64)
     x = torch.rand(3000, dim)
     with torch.no_grad():
         direct = net.forward_direct(x)
@@ -213,7 +232,7 @@ def test_shared_macs_of_a_raster_follow_the_profile_formula():
     want = 2 * h * cells[0] + h * h * cells[1]  # layers 0 and 1
     want += 2 * h * (4 * 2) + 2 * h * (2 * 8)  # modulators of levels 1 and 2, per digit value
     want += h * out * cells[2]  # output per pixel
-    assert net.macs_done == want
+    assert net.shared_macs == want and net.shared_macs_per_sample() == want / (32 * 64)
     assert net.macs_per_sample() == 2 * h + h * h + 2 * (2 * h) + h * out
 
 
@@ -222,5 +241,8 @@ def test_bad_options_are_reported():
         ASMR([(2, 2)], 8, 1, sharing="sometimes")
     with pytest.raises(ConfigError, match="modulator"):
         ASMR([(2, 2)], 8, 1, modulator="cubic")
+    with pytest.raises(ConfigError, match="digits"):
+        ASMR([(2, 2)], 8, 1, digits="binary")
     with pytest.raises(ConfigError, match="two levels"):
         ASMR([(2, 2)], 8, 1, remainder=False)
+

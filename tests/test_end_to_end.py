@@ -73,7 +73,7 @@ def evaluate(config: Path, output: Path) -> dict:
 
 
 def test_every_method_is_registered():
-    assert {"loe-nerf", "mlp-nerf", "partition-nerf"} <= set(METHODS)
+    assert {"loe-nerf", "mlp-nerf", "partition-nerf", "asmr-nerf"} <= set(METHODS)
 
 
 @pytest.mark.slow

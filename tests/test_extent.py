@@ -10,12 +10,12 @@ from dataclasses import replace
 
 import pytest
 import torch
-from nerf_loe.method_configs.loe import loe_nerf
 from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
 
 from nerf_loe.data.datamanager import ValidatedDataManagerConfig
 from nerf_loe.data.extent import scene_extent
 from nerf_loe.data.procedural import GROUND_HALF_SIZE, ProceduralSceneConfig, generate_procedural
+from nerf_loe.method_configs.loe import loe_nerf
 from nerf_loe.rendering.marcher import GridMarcherConfig
 
 

@@ -11,7 +11,13 @@ with a modulator ``M_k`` per level: ``linear`` (``w0 V u``, no bias, PyTorch's d
 ``nonlinear`` (a 3-layer, 32-wide SIREN). On a raster whose size is the product of the bases
 (the paper's setting) every pixel is one finest cell. For continuous positions (NeRF samples)
 ``remainder=True`` appends one more input, the position inside the finest cell
-``r = frac(x C_{L-1})`` in [0, 1)^d, so the output varies inside cells.
+``r = frac(x C_{L-1})`` in [0, 1)^d, so the output varies inside cells; its linear modulator is
+``V r`` with the SIREN first-layer init (see :class:`LinearModulator`).
+
+``digits="place"`` (our NeRF variant) feeds each digit by its place value ``d_l / C_l`` and the
+remainder as ``r / C_{L-1}``, so the inputs sum to ``x``, and gives every linear modulator the
+SIREN first-layer init: neighbouring cells then start with nearby activations (a smooth field, as
+a SIREN of ``x``) instead of unrelated ones, which novel views need; sharing is unchanged.
 
 Activation sharing: ``W_k h_k + b_k`` depends only on digits 0..k, that is on the level-k cell
 ``floor(x C_k)``, and ``M_k`` only on one digit. The shared path evaluates layer ``k`` once per
@@ -46,19 +52,24 @@ from nerf_loe.components.tiling import Tiling, flatten_index
 from nerf_loe.errors import ConfigError
 
 Modulator = Literal["linear", "nonlinear"]
+Digits = Literal["digit", "place"]
 Sharing = Literal["never", "inference", "always"]
 
 
 class LinearModulator(nn.Module):
-    """``w0 V u``: one bias-free linear map, PyTorch's default initialisation (as the paper's code)."""
+    """``scale * V u``: one bias-free linear map. For digits ``scale = w0`` with PyTorch's default
+    initialisation (the paper's code); for the continuous remainder ``scale = 1`` with the SIREN
+    first-layer initialisation, so the field varies inside a cell at a SIREN's first-layer
+    frequencies (``w0 / d``) rather than at the ``w0^2`` scale that gives each digit an unrelated
+    phase."""
 
-    def __init__(self, in_dim: int, out_dim: int, w0: float) -> None:
+    def __init__(self, in_dim: int, out_dim: int, scale: float) -> None:
         super().__init__()
         self.linear = nn.Linear(in_dim, out_dim, bias=False)
-        self.w0 = w0
+        self.scale = scale
 
     def forward(self, u: Float[Tensor, "n d"]) -> Float[Tensor, "n h"]:
-        return self.w0 * self.linear(u)
+        return self.scale * self.linear(u)
 
     def macs_per_sample(self) -> int:
         return self.linear.in_features * self.linear.out_features
@@ -126,6 +137,7 @@ class ASMR(nn.Module):
         w0: float = 30.0,
         modulator: Modulator = "linear",
         remainder: bool = True,
+        digits: Digits = "digit",
         sharing: Sharing = "inference",
         dense_cells: int = 1 << 15,
         lazy_cells: int = 1 << 19,
@@ -134,6 +146,9 @@ class ASMR(nn.Module):
         self.tiling = Tiling(bases, "hierarchical")
         self.in_dim, self.out_dim, self.w0 = self.tiling.dim, out_dim, w0
         self.remainder = remainder
+        if digits not in ("digit", "place"):
+            raise ConfigError(f"ASMR digits {digits!r}: choose digit or place")
+        self.digits = digits
         if sharing not in ("never", "inference", "always"):
             raise ConfigError(f"ASMR sharing {sharing!r}: choose never, inference or always")
         if modulator not in ("linear", "nonlinear"):
@@ -147,16 +162,22 @@ class ASMR(nn.Module):
         self.layers = nn.ModuleList(nn.Linear(d if k == 0 else hidden_dim, hidden_dim) for k in range(depth))
         for k, layer in enumerate(self.layers):
             siren_init_(layer, w0, first=k == 0)
-        if modulator == "linear":
+        if modulator == "linear" and digits == "place":
+            self.modulators = nn.ModuleList(LinearModulator(d, hidden_dim, 1.0) for _ in range(depth))
+            for m in self.modulators:
+                siren_init_(m.linear, w0, first=True)
+        elif modulator == "linear":
             self.modulators = nn.ModuleList(LinearModulator(d, hidden_dim, w0) for _ in range(depth))
+            if remainder:
+                self.modulators[-1] = LinearModulator(d, hidden_dim, 1.0)
+                siren_init_(self.modulators[-1].linear, w0, first=True)
         else:
             self.modulators = nn.ModuleList(Siren(d, 32, hidden_dim, 3, w0) for _ in range(depth))
         self.output = nn.Linear(hidden_dim, out_dim)
         siren_init_(self.output, w0, first=False)
         self._tables: dict[int, _CellTable] = {}
         self._tables_version: tuple = ()
-        self.macs_done = 0
-        """Multiply-accumulates the shared path has executed (reset it to measure a render)."""
+        self.reset_counters()
 
     def get_out_dim(self) -> int:
         return self.out_dim
@@ -168,6 +189,9 @@ class ASMR(nn.Module):
         return tuple(int(c) for c in self.tiling.scales[level].tolist())
 
     def _normalised(self, digits: Int[Tensor, "n d"], level: int, dtype: torch.dtype) -> Tensor:
+        """``digit``: d / (B - 1) in [0, 1]; ``place``: the digit's place value d / C_l."""
+        if self.digits == "place":
+            return digits.to(dtype) / torch.tensor(self._counts(level), device=digits.device, dtype=dtype)
         base = torch.tensor(self.tiling.bank_counts[level], device=digits.device)
         return digits.to(dtype) / (base - 1).clamp(min=1).to(dtype)
 
@@ -186,7 +210,10 @@ class ASMR(nn.Module):
             base = torch.tensor(self.tiling.bank_counts[level], device=x.device)
             inputs.append(self._normalised((cells // coarser) % base, level, x.dtype))
         if self.remainder:
-            inputs.append((scaled - cells).to(x.dtype))
+            fraction = scaled - cells
+            if self.digits == "place":
+                fraction = fraction / torch.tensor(self._counts(finest), device=x.device)
+            inputs.append(fraction.to(x.dtype))
         return inputs
 
     # --- the two paths -----------------------------------------------------------------------
@@ -210,6 +237,7 @@ class ASMR(nn.Module):
         """Each layer once per distinct cell of its level; only the remainder's layer and the output
         per input."""
         self._check_tables()
+        self.shared_inputs += len(x)
         finest = self.num_levels - 1
         keys = flatten_index(self.tiling.cells(x, finest), self._counts(finest))
         cells, inverse = torch.unique(keys, return_inverse=True)
@@ -217,14 +245,14 @@ class ASMR(nn.Module):
             z = self._preactivation(finest, cells, x.dtype)[inverse]
             remainder = self.level_inputs(x)[-1]  # per input, not shareable
             h = torch.sin(self.w0 * (z + self.modulators[finest](remainder)))
-            self.macs_done += self.modulators[finest].macs_per_sample() * len(x)
+            self.shared_macs += self.modulators[finest].macs_per_sample() * len(x)
             return self._linear(self.output, h)
         return self._linear(self.output, self._activation(finest, cells, x.dtype))[inverse]
 
     # --- shared-path pieces --------------------------------------------------------------------
 
     def _linear(self, layer: nn.Linear, h: Tensor) -> Tensor:
-        self.macs_done += layer.in_features * layer.out_features * h.shape[0]
+        self.shared_macs += layer.in_features * layer.out_features * h.shape[0]
         return layer(h)
 
     def _activation(self, level: int, cells: Int[Tensor, " m"], dtype: torch.dtype) -> Tensor:
@@ -243,7 +271,7 @@ class ASMR(nn.Module):
         modulator = self.modulators[level - 1]
         values = _unflatten(torch.arange(math.prod(bases), device=cells.device), bases)
         modulation = modulator(self._normalised(values, level, dtype))
-        self.macs_done += modulator.macs_per_sample() * len(values)
+        self.shared_macs += modulator.macs_per_sample() * len(values)
         return torch.sin(self.w0 * (z + modulation[flatten_index(per_axis % base, bases)]))
 
     def _preactivation(self, level: int, cells: Int[Tensor, " m"], dtype: torch.dtype) -> Tensor:
@@ -284,6 +312,16 @@ class ASMR(nn.Module):
         return sum(t.values.numel() * t.values.element_size() for t in self._tables.values())
 
     # --- accounting ----------------------------------------------------------------------------
+
+    def reset_counters(self) -> None:
+        """Zero the shared path's counts of executed multiply-accumulates and of inputs."""
+        self.shared_macs = 0
+        self.shared_inputs = 0
+
+    def shared_macs_per_sample(self) -> float:
+        """Multiply-accumulates the shared path executed per input since :meth:`reset_counters`,
+        table builds included: what sharing costs on the inputs actually seen."""
+        return self.shared_macs / max(self.shared_inputs, 1)
 
     def macs_per_sample(self) -> int:
         """Direct path: every layer and modulator per input."""
