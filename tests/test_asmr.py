@@ -246,3 +246,29 @@ def test_bad_options_are_reported():
     with pytest.raises(ConfigError, match="two levels"):
         ASMR([(2, 2)], 8, 1, remainder=False)
 
+
+def test_raster_cli_fits_both_networks_and_reports_sharing(tmp_path):
+    from nerf_loe.benchmarks.raster import RasterArgs, report, run
+
+    args = RasterArgs(
+        size=16, bases=("4x4", "2x2", "2x2"), hidden_dim=16, steps=40, lr=1e-2, out=tmp_path / "r"
+    )
+    rows = run(args)
+    asmr, siren = rows["asmr"], rows["siren"]
+    for row in (asmr, siren):
+        assert row["train_curve"][-1] > row["train_curve"][0] + 3  # both fit
+    assert asmr["shared_minus_direct"] < 1e-5
+    h = 16
+    assert siren["macs_per_pixel"] == 2 * h + h * h + h * 1
+    # per 256 pixels: layer 0 on 16 cells, layer 1 on 64, modulators per digit value, output per pixel
+    shared = 2 * h * 16 + h * h * 64 + (2 * h) * 4 + (2 * h) * 4 + h * 256
+    assert asmr["macs_per_pixel_shared"] == shared / 256
+    text = report(rows, args)
+    assert f"{siren['macs_per_pixel'] / asmr['macs_per_pixel_shared']:.1f}x fewer" in text
+
+
+def test_raster_bases_must_multiply_to_the_size():
+    from nerf_loe.benchmarks.raster import RasterArgs
+
+    with pytest.raises(ConfigError, match="axis 1 multiplies to 32, not --size 64"):
+        RasterArgs(size=64, bases=("4x4", "8x4", "2x2"))
