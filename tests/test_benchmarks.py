@@ -33,12 +33,13 @@ def _result(method: str, rays_per_s: float, curve: list[EvalPoint], note: str = 
 def test_table_reports_ratios_to_nerfacto_and_unreached_equal_steps():
     args = BenchmarkArgs(budget_s=60, equal_steps=100)
     loe = _result("loe-nerf", 800.0, [EvalPoint(100, 10.0, 20.0, 0.5, 23.0), EvalPoint(600, 60.0, 25.0, 0.7)])
+    loe.render_s, loe.render_macs_per_sample = 0.5, 1234.4  # a trunk that counts its shared MACs
     nerfacto = _result("nerfacto", 100.0, [EvalPoint(4, 60.0, 12.0, 0.2)], note="field MLPs only")
     text = table([loe, nerfacto], args)
     rows = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| ")}
     loe_cells = [c.strip() for c in rows["loe-nerf"].split("|")[1:-1]]
     assert loe_cells[1:7] == ["25.00", "0.700", "600", "20.00", "0.500", "23.00"]
-    assert loe_cells[7] == "800 (8.0x)"
+    assert loe_cells[7:10] == ["800 (8.0x)", "100 (1,234 shared)", "0.50"]
     nerfacto_cells = [c.strip() for c in rows["nerfacto"].split("|")[1:-1]]
     assert nerfacto_cells[4:7] == ["-", "-", "-"] and nerfacto_cells[8] == "100*"
     assert all(len(line.split("|")) == len(text.splitlines()[0].split("|")) for line in rows.values())
@@ -196,3 +197,4 @@ def test_a_stored_run_is_reused_only_under_the_same_settings(tmp_path):
     overridden = BenchmarkArgs(budget_s=60, set=("hidden_dim=16",), runs_dir=tmp_path / "runs")
     assert load_run(path, overridden, scene) is None
     assert load_run(path, args, Path("data/other-scene")) is None
+

@@ -1,4 +1,4 @@
-"""Method benchmark: loe-nerf against its equal-MAC baselines and nerfstudio's nerfacto.
+"""Method benchmark: loe-nerf against its equal-MAC baselines, asmr-nerf and nerfstudio's nerfacto.
 
 Run: ``python -m nerf_loe.benchmarks.methods [--width 100 --height 75] [--budget-s 600]``.
 
@@ -50,7 +50,7 @@ class BenchmarkArgs:
     and worst scene."""
     width: int = 100
     height: int = 75
-    methods: tuple[str, ...] = ("loe-nerf", "mlp-nerf", "partition-nerf", "nerfacto")
+    methods: tuple[str, ...] = ("loe-nerf", "mlp-nerf", "partition-nerf", "asmr-nerf", "nerfacto")
     budget_s: float = 600.0
     """Training wall-clock per method, seconds (evaluation excluded)."""
     max_steps: int = 1_000_000
@@ -156,6 +156,10 @@ class MethodResult:
     """The middle test view rendered at the end of training, [H, W, 3] uint8 (not written to JSON)."""
     target: np.ndarray | None = None
     """That view's ground truth as scored, [H, W, 3] uint8 (not written to JSON)."""
+    render_s: float = 0.0
+    """Seconds to render that view (no gradients, the model's evaluation chunking)."""
+    render_macs_per_sample: float | None = None
+    """Trunk MACs executed per sample in that render, for trunks that share activations (ASMR)."""
 
 
 def macs_per_sample(model: nn.Module) -> tuple[int, str]:
@@ -182,25 +186,32 @@ def _train_view_psnr(pipeline, views: int) -> float | None:
     return float(sum(psnrs) / len(psnrs))
 
 
-def _middle_test_view(pipeline) -> tuple[np.ndarray, np.ndarray]:
+def _middle_test_view(pipeline) -> tuple[np.ndarray, np.ndarray, float, float | None]:
     """The middle test image and the model's render of it, as they are scored (RGBA data composited
-    on the evaluation background), [H, W, 3] uint8 each. The middle one: with views ordered along a
+    on the evaluation background), [H, W, 3] uint8 each; the render's seconds, and the trunk's
+    executed MACs per sample where it counts them. The middle one: with views ordered along a
     spiral, as the data tools write them, the first test view is the lowest camera, below every
     training view, and is rendered worst by every method (12.6 dB on lamppost where the mean over
     test views is 24 dB)."""
     pipeline.eval()
     dataset = pipeline.datamanager.eval_dataset
     model = pipeline.model
+    trunk = getattr(getattr(model, "field", None), "trunk", None)
+    counts = hasattr(trunk, "shared_macs_per_sample")
+    if counts:
+        trunk.reset_counters()
     i = len(dataset) // 2
     with torch.no_grad():
-        outputs = model.get_outputs_for_camera(dataset.cameras[i : i + 1].to(model.device))
+        with Stopwatch(cuda=model.device.type == "cuda") as watch:
+            outputs = model.get_outputs_for_camera(dataset.cameras[i : i + 1].to(model.device))
         target = dataset[i]["image"].to(model.device)
         if hasattr(model, "composite"):
             rgb, target = model.composite(outputs, target)
         else:
             rgb, target = outputs["rgb"], target[..., :3]
     pipeline.train()
-    return tuple((t.clamp(0, 1).cpu().numpy() * 255 + 0.5).astype(np.uint8) for t in (target, rgb))
+    target, rgb = ((t.clamp(0, 1).cpu().numpy() * 255 + 0.5).astype(np.uint8) for t in (target, rgb))
+    return target, rgb, watch.seconds, trunk.shared_macs_per_sample() if counts else None
 
 
 def _evaluate(pipeline, step: int, train_s: float, train_views: int) -> EvalPoint:
@@ -284,7 +295,7 @@ def _train_and_measure(method: str, scene: Path, args: BenchmarkArgs, output_dir
             print(f"{method}: step {step}, {train_s:.0f} s, test PSNR {curve[-1].psnr:.2f} dB", flush=True)
     if not curve or curve[-1].step != step:
         curve.append(_evaluate(pipeline, step, train_s, args.train_views))
-    target, view = _middle_test_view(pipeline)
+    target, view, render_s, render_macs = _middle_test_view(pipeline)
 
     if args.device == "cuda":
         peak_mb = torch.cuda.max_memory_allocated() / 2**20
@@ -304,6 +315,8 @@ def _train_and_measure(method: str, scene: Path, args: BenchmarkArgs, output_dir
         scene=scene.name,
         view=view,
         target=target,
+        render_s=render_s,
+        render_macs_per_sample=render_macs,
     )
 
 
@@ -317,20 +330,24 @@ def table(results: list[MethodResult], args: BenchmarkArgs) -> str:
     head = (
         f"| method | PSNR @ {args.budget_s:.0f} s | SSIM @ {args.budget_s:.0f} s | steps in budget "
         f"| PSNR @ {args.equal_steps} steps | SSIM @ {args.equal_steps} steps "
-        f"| train-view PSNR @ {args.equal_steps} steps | train rays/s | MACs/sample | params | peak MB |"
+        f"| train-view PSNR @ {args.equal_steps} steps | train rays/s | MACs/sample | render s/image "
+        "| params | peak MB |"
     )
-    lines = [head, "|---|" + "---:|" * 10]
+    lines = [head, "|---|" + "---:|" * 11]
     for r in results:
         final, equal = r.curve[-1], _at_steps(r, args.equal_steps)
         speed = f"{r.rays_per_s:,.0f}"
         if baseline is not None and r is not baseline:
             speed += f" ({r.rays_per_s / baseline.rays_per_s:.1f}x)"
         macs = f"{r.macs_per_sample:,d}" + ("*" if r.macs_note else "")
+        if r.render_macs_per_sample is not None:
+            macs += f" ({r.render_macs_per_sample:,.0f} shared)"
         at_equal = ["-"] * 3
         if equal is not None:
             fitted = "-" if equal.train_psnr is None else f"{equal.train_psnr:.2f}"
             at_equal = [f"{equal.psnr:.2f}", f"{equal.ssim:.3f}", fitted]
         cells = [r.method, f"{final.psnr:.2f}", f"{final.ssim:.3f}", str(r.steps), *at_equal, speed, macs]
+        cells.append(f"{r.render_s:.2f}")
         lines.append("| " + " | ".join(cells + [f"{r.params:,d}", f"{r.peak_mb:,.0f}"]) + " |")
     notes = {r.macs_note for r in results if r.macs_note}
     return "\n".join(lines + [f"\n\\* {note}" for note in sorted(notes)])
