@@ -198,3 +198,19 @@ def test_a_stored_run_is_reused_only_under_the_same_settings(tmp_path):
     assert load_run(path, overridden, scene) is None
     assert load_run(path, args, Path("data/other-scene")) is None
 
+
+def test_sharing_benchmark_runs_only_the_last_layers_per_sample_with_warm_tables(tmp_path):
+    from nerf_loe.benchmarks.sharing import SharingArgs, image_positions, measure, report
+
+    args = SharingArgs(
+        width=8, image=(12, 9), samples=6, chunk=200, repeats=1, device="cpu", out=tmp_path / "s"
+    )
+    positions = image_positions(args)
+    assert positions.shape == (12 * 9 * 6, 3) and positions.min() >= 0 and positions.max() < 1
+    rows = measure(args)
+    assert [r["depth"] for r in rows] == [4, 6, 8]
+    for r in rows:
+        assert r["warm_macs"] < min(r["cold_macs"], r["direct_macs"])  # cold: tables built for 648 samples
+        # warm: every cell is in a table, so only the remainder's modulator and the output run per sample
+        assert r["warm_macs"] == 3 * 8 + 8 * 16
+    assert "| 8 | 2-2-2-2-2-2-2 |" in report(rows, args, len(positions))

@@ -1,0 +1,138 @@
+"""ASMR's activation sharing at render time: trunk cost per image against depth, shared vs direct.
+
+Run: ``python -m nerf_loe.benchmarks.sharing [--device cuda]``. For depths 4, 6 and 8 at one
+width, the finest cell fixed (1/128 of the box per axis, so depth changes the levels, not the
+resolution), the ASMR trunk evaluates the sample positions of one 100x75 image (rays from a
+camera outside the unit box, ``samples`` per ray inside it, in chunks as a render does) along
+three paths: direct (every layer per sample), shared with cold tables (the first render after a
+parameter change) and shared with warm tables (the next render of an unchanged model, as in the
+viewer). Prints, and writes to ``<out>.md``: seconds per image (median of ``repeats``), executed
+MACs per sample, table memory, and the time ratio to depth 4.
+"""
+
+from __future__ import annotations
+
+import math
+import shlex
+import statistics
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import tyro
+
+from nerf_loe.benchmarks.timing import Stopwatch
+from nerf_loe.components.asmr import ASMR
+from nerf_loe.errors import install_excepthook
+
+RESULTS = Path(__file__).parent / "results"
+
+#: per depth (sine layers = levels + 1 for the remainder), bases whose product is 128 per axis
+BASES = {4: [4, 4, 8], 6: [2, 2, 4, 4, 2], 8: [2, 2, 2, 2, 2, 2, 2]}
+
+
+@dataclass
+class SharingArgs:
+    width: int = 128
+    """Trunk width."""
+    image: tuple[int, int] = (100, 75)
+    samples: int = 48
+    """Samples per ray inside the box."""
+    chunk: int = 4096 * 16
+    """Positions per trunk call."""
+    repeats: int = 5
+    device: str = "cuda" if torch.cuda.is_available() else "cpu"
+    out: Path = RESULTS / "sharing_cpu"
+
+
+def image_positions(args: SharingArgs) -> torch.Tensor:
+    """Sample positions in the unit box of one image seen from a camera at (0.5, 0.5, 2.5)."""
+    w, h = args.image
+    u, v = torch.meshgrid(torch.linspace(-0.3, 0.3, w), torch.linspace(-0.25, 0.25, h), indexing="xy")
+    directions = torch.stack([u, v, -torch.ones_like(u)], -1).reshape(-1, 3)
+    directions = directions / directions.norm(dim=-1, keepdim=True)
+    origin = torch.tensor([0.5, 0.5, 2.5])
+    t_near, t_far = 1.5 / directions[:, 2].abs(), 2.5 / directions[:, 2].abs()  # z from 1 to 0
+    t = t_near[:, None] + (t_far - t_near)[:, None] * (torch.arange(args.samples) + 0.5) / args.samples
+    points = origin + directions[:, None, :] * t[..., None]
+    return points.reshape(-1, 3).clamp(0.0, 1.0 - 1e-6)
+
+
+def render(net: ASMR, positions: torch.Tensor, chunk: int, shared: bool) -> float:
+    watch = Stopwatch(cuda=positions.device.type == "cuda")
+    with torch.no_grad(), watch:
+        for start in range(0, len(positions), chunk):
+            part = positions[start : start + chunk]
+            net.forward_shared(part) if shared else net.forward_direct(part)
+    return watch.seconds
+
+
+def measure(args: SharingArgs) -> list[dict]:
+    positions = image_positions(args).to(args.device)
+    rows = []
+    for depth, bases in BASES.items():
+        torch.manual_seed(0)
+        net = ASMR([(b, b, b) for b in bases], args.width, 16).to(args.device)
+        times: dict[str, list[float]] = {"direct": [], "cold": [], "warm": []}
+        for _ in range(args.repeats):
+            times["direct"].append(render(net, positions, args.chunk, shared=False))
+            with torch.no_grad():
+                net.output.bias.add_(0.0)  # a parameter "changes": the tables go
+            net.reset_counters()
+            times["cold"].append(render(net, positions, args.chunk, shared=True))
+            cold_macs = net.shared_macs_per_sample()
+            net.reset_counters()
+            times["warm"].append(render(net, positions, args.chunk, shared=True))
+            warm_macs = net.shared_macs_per_sample()
+        row = {k: statistics.median(v) for k, v in times.items()}
+        row.update(
+            depth=depth,
+            bases="-".join(map(str, bases)),
+            direct_macs=net.macs_per_sample(),
+            cold_macs=cold_macs,
+            warm_macs=warm_macs,
+            table_mib=net.table_bytes() / 2**20,
+        )
+        rows.append(row)
+        print(row, flush=True)
+    return rows
+
+
+def report(rows: list[dict], args: SharingArgs, samples: int) -> str:
+    base = rows[0]
+    lines = [
+        f"# ASMR activation sharing: trunk cost of one {args.image[0]}x{args.image[1]} image against depth, "
+        f"{args.device}",
+        "",
+        f"Command: `python -m nerf_loe.benchmarks.sharing {shlex.join(sys.argv[1:])}`",
+        "",
+        f"Width {args.width}, finest cell 1/128 of the box per axis, {samples:,d} positions "
+        f"({args.samples} per ray), chunks of {args.chunk:,d}; median of {args.repeats} runs. Cold: tables "
+        "rebuilt (first render after a parameter change); warm: the next render.",
+        "",
+        "| depth | bases per axis | direct s | shared cold s | shared warm s | cold / depth 4 "
+        "| warm / depth 4 | MACs/sample direct | cold | warm | tables MiB |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['depth']} | {r['bases']} | {r['direct']:.3f} | {r['cold']:.3f} | {r['warm']:.3f} "
+            f"| {r['cold'] / base['cold']:.2f} | {r['warm'] / base['warm']:.2f} | {r['direct_macs']:,d} "
+            f"| {r['cold_macs']:,.0f} | {r['warm_macs']:,.0f} | {r['table_mib']:.1f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    install_excepthook()
+    args = tyro.cli(SharingArgs)
+    rows = measure(args)
+    text = report(rows, args, math.prod(args.image) * args.samples)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
