@@ -9,6 +9,7 @@ import torch
 
 from nerf_loe.components.asmr import ASMR
 from nerf_loe.components.siren import Siren
+from nerf_loe.components.tiling import Tiling
 from nerf_loe.errors import ConfigError
 
 
@@ -138,10 +139,20 @@ def test_shared_path_equals_direct_path(bases, remainder, dim, modulator, digits
     with torch.no_grad():
         direct = net.forward_direct(x)
         first = net(x)  # builds the tables (dense for levels of <= 64 cells, cached touched cells finer)
+        net.reset_counters()
         again = net(x[:1000])  # served from the tables
     assert (first - direct).abs().max() < 1e-5
     assert (again - direct[:1000]).abs().max() < 1e-5
     assert net.table_bytes() > 0
+    # from the tables, only what follows the finest cell ran: the output layer (and the remainder's
+    # modulator) per input, or without remainder the finest modulation per digit value and the
+    # output per distinct cell
+    if remainder:
+        assert net.shared_macs == 1000 * (32 * 3 + net.modulators[-1].macs_per_sample())
+    else:
+        cells = len(torch.unique(net.tiling.cells(x[:1000], len(bases) - 1), dim=0))
+        digit_values = math.prod(bases[-1])
+        assert net.shared_macs == cells * 32 * 3 + digit_values * net.modulators[-1].macs_per_sample()
     net.sharing = "always"  # with gradients: deduplicated, no tables
     assert (net(x) - direct).abs().max() < 1e-5
 
@@ -155,6 +166,7 @@ def test_a_tiny_cache_limit_stays_exact():
         for chunk in range(4):
             part = slice(500 * chunk, 500 * (chunk + 1))
             assert (net(x[part]) - direct[part]).abs().max() < 1e-5
+            assert all(len(t.values) <= 50 for level, t in net._tables.items() if level > 0)
 
 
 def test_tables_follow_optimizer_steps_and_checkpoint_loads():
@@ -177,6 +189,19 @@ def test_tables_follow_optimizer_steps_and_checkpoint_loads():
         other(x)  # tables of its own initialisation
         other.load_state_dict(net.state_dict())
         assert (other(x) - direct).abs().max() < 1e-5
+        other(x)
+        other.load_state_dict(ASMR(bases, 16, 2).state_dict(), assign=True)  # new tensors
+        assert (other(x) - other.forward_direct(x)).abs().max() < 1e-5
+
+        net(x)  # float32 tables, then a dtype move
+        wide = net.double()
+        assert (wide(x.double()) - wide.forward_direct(x.double())).abs().max() < 1e-12
+
+        wide(x.double())  # a write autograd's version counters do not see, then the documented call
+        wide.output.bias.data += 1.0
+        wide.layers[0].weight.data *= 2.0
+        wide.invalidate_tables()
+        assert (wide(x.double()) - wide.forward_direct(x.double())).abs().max() < 1e-12
 
 
 @pytest.mark.parametrize("modulator", ["linear", "nonlinear"])
@@ -245,6 +270,32 @@ def test_bad_options_are_reported():
         ASMR([(2, 2)], 8, 1, digits="binary")
     with pytest.raises(ConfigError, match="two levels"):
         ASMR([(2, 2)], 8, 1, remainder=False)
+    with pytest.raises(ConfigError, match="hidden_dim"):
+        ASMR([(2, 2)], 0, 1)
+    with pytest.raises(ConfigError, match="lazy_cells"):
+        ASMR([(2, 2)], 8, 1, lazy_cells=-1)
+    with pytest.raises(ConfigError, match="2-D but positions have 3 coordinates"):
+        ASMR([(2, 2)], 8, 1)(torch.rand(5, 3))
+
+
+def test_shared_equals_direct_on_cell_borders_the_top_end_and_outside_the_box():
+    torch.manual_seed(5)
+    bases = [(2, 2), (4, 4), (2, 2)]  # 16 cells per axis at the finest level
+    net = ASMR(bases, 16, 2, dense_cells=4)
+    borders = torch.arange(17, dtype=torch.float32) / 16
+    grid = torch.stack(torch.meshgrid(borders, borders, indexing="ij"), -1).reshape(-1, 2)
+    outside = torch.tensor([[-0.2, 0.5], [1.3, 0.5], [0.5, -1.0], [2.0, 2.0], [1 - 1e-7, 1.0]])
+    x = torch.cat([grid, outside])
+    with torch.no_grad():
+        assert (net(x) - net.forward_direct(x)).abs().max() < 1e-5
+        # outside the box is the box's edge: clamped, as every tiling does
+        assert torch.equal(net(outside[:2]), net(torch.tensor([[0.0, 0.5], [1.0, 0.5]])))
+
+
+def test_the_top_end_is_the_last_cell_in_half_precision():
+    tiling = Tiling([(2,), (4,), (4,)], "hierarchical")
+    for dtype in (torch.float16, torch.bfloat16, torch.float32):
+        assert tiling.cells(torch.ones(1, 1, dtype=dtype), 2).item() == 31
 
 
 def test_raster_cli_fits_both_networks_and_reports_sharing(tmp_path):
@@ -272,3 +323,12 @@ def test_raster_bases_must_multiply_to_the_size():
 
     with pytest.raises(ConfigError, match="axis 1 multiplies to 32, not --size 64"):
         RasterArgs(size=64, bases=("4x4", "8x4", "2x2"))
+
+
+def test_asmr_nerf_config_names_the_bad_option():
+    from nerf_loe.models.asmr_model import ASMRModelConfig
+
+    with pytest.raises(ConfigError, match="--pipeline.model.digits 'binary': choose digit or place"):
+        ASMRModelConfig(digits="binary")
+    with pytest.raises(ConfigError, match="--pipeline.model.bases 4x4: give one 4x4x4"):
+        ASMRModelConfig(bases=("4x4",))

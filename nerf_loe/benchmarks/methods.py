@@ -198,7 +198,8 @@ def _middle_test_view(pipeline) -> tuple[np.ndarray, np.ndarray, float, float | 
     model = pipeline.model
     trunk = getattr(getattr(model, "field", None), "trunk", None)
     counts = hasattr(trunk, "shared_macs_per_sample")
-    if counts:
+    if counts:  # the first render after training: tables built, not reused from the evaluation
+        trunk.invalidate_tables()
         trunk.reset_counters()
     i = len(dataset) // 2
     with torch.no_grad():

@@ -23,10 +23,12 @@ Activation sharing: ``W_k h_k + b_k`` depends only on digits 0..k, that is on th
 ``floor(x C_k)``, and ``M_k`` only on one digit. The shared path evaluates layer ``k`` once per
 distinct level-k cell among the inputs, the modulators once per digit value, and only what
 follows the finest level per sample: the same arithmetic as the direct path, deduplicated. Under
-``torch.no_grad`` it also keeps the cell activations between calls: complete tables for levels
-with at most ``dense_cells`` cells, a cache of the touched cells for finer levels (at most
-``lazy_cells`` rows a level), both dropped whenever a parameter changes (optimizer step, checkpoint
-load, device move), detected from the parameters' version counters.
+``torch.no_grad`` it also keeps each level's cell pre-activations between calls: complete tables
+for levels with at most ``dense_cells`` cells, a cache of the touched cells for finer levels (at
+most ``lazy_cells`` rows a level). They are dropped when a parameter changes in place (an
+optimizer step: the parameters' version counters), on checkpoint loads and device or dtype
+moves; a change autograd does not see (a write through ``.data``, a fused
+optimizer) must call :meth:`ASMR.invalidate_tables`.
 
 Example:
     >>> net = ASMR([(2, 2), (4, 4), (4, 4)], hidden_dim=16, out_dim=3, remainder=False)
@@ -57,11 +59,11 @@ Sharing = Literal["never", "inference", "always"]
 
 
 class LinearModulator(nn.Module):
-    """``scale * V u``: one bias-free linear map. For digits ``scale = w0`` with PyTorch's default
-    initialisation (the paper's code); for the continuous remainder ``scale = 1`` with the SIREN
-    first-layer initialisation, so the field varies inside a cell at a SIREN's first-layer
-    frequencies (``w0 / d``) rather than at the ``w0^2`` scale that gives each digit an unrelated
-    phase."""
+    """``scale * V u``: one bias-free linear map. For normalised digits ``scale = w0`` with
+    PyTorch's default initialisation (the paper's code); for the continuous remainder, and for
+    every input with ``digits="place"``, ``scale = 1`` with the SIREN first-layer initialisation, so
+    the field varies at a SIREN's first-layer frequencies (``w0 / d``) rather than at the ``w0^2``
+    scale that gives each digit an unrelated phase."""
 
     def __init__(self, in_dim: int, out_dim: int, scale: float) -> None:
         super().__init__()
@@ -103,13 +105,19 @@ class _CellTable:
         return self.values[pos] * found[:, None], found
 
     def insert(self, cells: Int[Tensor, " m"], values: Tensor, limit: int) -> None:
-        """Add cells not yet held; when the cache would pass ``limit`` rows it restarts empty."""
+        """Add cells not yet held, ``limit`` rows at most: when they do not fit, the cache restarts
+        with the first ``limit`` of them."""
         assert self.keys is not None
         if len(self.keys) + len(cells) > limit:
             self.keys, self.values = self.keys[:0], self.values[:0]
+            cells, values = cells[:limit], values[:limit]
         keys = torch.cat([self.keys, cells])
         order = torch.argsort(keys)
         self.keys, self.values = keys[order], torch.cat([self.values, values])[order]
+
+
+def _invalidate_after_load(module: ASMR, _keys) -> None:
+    module.invalidate_tables()
 
 
 class ASMR(nn.Module):
@@ -143,8 +151,13 @@ class ASMR(nn.Module):
         lazy_cells: int = 1 << 19,
     ) -> None:
         super().__init__()
+        if hidden_dim < 1 or out_dim < 1 or not w0 > 0:
+            raise ConfigError(f"ASMR needs hidden_dim, out_dim >= 1, w0 > 0: {hidden_dim}, {out_dim}, {w0}")
+        if dense_cells < 0 or lazy_cells < 0:
+            raise ConfigError(f"ASMR dense_cells, lazy_cells must be >= 0 (got {dense_cells}, {lazy_cells})")
         self.tiling = Tiling(bases, "hierarchical")
         self.in_dim, self.out_dim, self.w0 = self.tiling.dim, out_dim, w0
+        self._level_counts = [tuple(int(c) for c in scale.tolist()) for scale in self.tiling.scales]
         self.remainder = remainder
         if digits not in ("digit", "place"):
             raise ConfigError(f"ASMR digits {digits!r}: choose digit or place")
@@ -177,6 +190,7 @@ class ASMR(nn.Module):
         siren_init_(self.output, w0, first=False)
         self._tables: dict[int, _CellTable] = {}
         self._tables_version: tuple = ()
+        self.register_load_state_dict_post_hook(_invalidate_after_load)
         self.reset_counters()
 
     def get_out_dim(self) -> int:
@@ -186,7 +200,7 @@ class ASMR(nn.Module):
 
     def _counts(self, level: int) -> tuple[int, ...]:
         """Cells per axis at ``level`` (``C_l``)."""
-        return tuple(int(c) for c in self.tiling.scales[level].tolist())
+        return self._level_counts[level]
 
     def _normalised(self, digits: Int[Tensor, "n d"], level: int, dtype: torch.dtype) -> Tensor:
         """``digit``: d / (B - 1) in [0, 1]; ``place``: the digit's place value d / C_l."""
@@ -210,16 +224,22 @@ class ASMR(nn.Module):
             base = torch.tensor(self.tiling.bank_counts[level], device=x.device)
             inputs.append(self._normalised((cells // coarser) % base, level, x.dtype))
         if self.remainder:
-            fraction = scaled - cells
-            if self.digits == "place":
-                fraction = fraction / torch.tensor(self._counts(finest), device=x.device)
-            inputs.append(fraction.to(x.dtype))
+            inputs.append(self._remainder(scaled, cells, x.dtype))
         return inputs
+
+    def _remainder(self, scaled: Tensor, cells: Int[Tensor, "n d"], dtype: torch.dtype) -> Tensor:
+        """Position inside the finest cell: the fraction, or with place values its share of ``x``."""
+        fraction = scaled - cells
+        if self.digits == "place":
+            fraction = fraction / torch.tensor(self._counts(self.num_levels - 1), device=scaled.device)
+        return fraction.to(dtype)
 
     # --- the two paths -----------------------------------------------------------------------
 
     def forward(self, x: Float[Tensor, "*b d"]) -> Float[Tensor, "*b o"]:
         """Shared or direct path by ``sharing`` (identical results)."""
+        if x.shape[-1] != self.in_dim:
+            raise ConfigError(f"ASMR is {self.in_dim}-D but positions have {x.shape[-1]} coordinates")
         shared = self.sharing == "always" or (self.sharing == "inference" and not torch.is_grad_enabled())
         flat = x.reshape(-1, self.in_dim)
         out = self.forward_shared(flat) if shared else self.forward_direct(flat)
@@ -239,11 +259,12 @@ class ASMR(nn.Module):
         self._check_tables()
         self.shared_inputs += len(x)
         finest = self.num_levels - 1
-        keys = flatten_index(self.tiling.cells(x, finest), self._counts(finest))
-        cells, inverse = torch.unique(keys, return_inverse=True)
+        scaled = self.tiling.scaled(x, finest)
+        per_axis = torch.floor(scaled).long()
+        cells, inverse = torch.unique(flatten_index(per_axis, self._counts(finest)), return_inverse=True)
         if self.remainder:
             z = self._preactivation(finest, cells, x.dtype)[inverse]
-            remainder = self.level_inputs(x)[-1]  # per input, not shareable
+            remainder = self._remainder(scaled, per_axis, x.dtype)  # per input, not shareable
             h = torch.sin(self.w0 * (z + self.modulators[finest](remainder)))
             self.shared_macs += self.modulators[finest].macs_per_sample() * len(x)
             return self._linear(self.output, h)
@@ -302,10 +323,21 @@ class ASMR(nn.Module):
         return values
 
     def _check_tables(self) -> None:
-        """Drop the tables when any parameter changed since they were built."""
+        """Drop the tables when any parameter changed in place since they were built."""
         version = tuple((p.data_ptr(), p._version) for p in self.parameters())
         if version != self._tables_version:
             self._tables, self._tables_version = {}, version
+
+    def invalidate_tables(self) -> None:
+        """Drop the inference tables. Automatic on checkpoint loads and device or dtype moves (not on
+        train/eval switches: the viewer switches around every render); call it after changing
+        parameters where autograd's version counters do not see it (writes through ``.data``,
+        fused optimizers)."""
+        self._tables, self._tables_version = {}, ()
+
+    def _apply(self, fn, *args, **kwargs):  # every .to / .double / .cuda goes through here
+        self.invalidate_tables()
+        return super()._apply(fn, *args, **kwargs)
 
     def table_bytes(self) -> int:
         """Memory held by the inference tables now."""

@@ -117,7 +117,8 @@ class Tiling:
         the integer part is the cell, the fraction the position inside it."""
         if x.shape[-1] != self.dim:
             raise ConfigError(f"tiling is {self.dim}-D but positions have {x.shape[-1]} coordinates")
-        return x.clamp(0.0, 1.0 - EPS).double() * self.scales[layer].to(x.device)
+        # clamped in float64: in half precision 1 - EPS rounds to 1, whose cell is out of range
+        return x.double().clamp(0.0, 1.0 - EPS) * self.scales[layer].to(x.device)
 
     def cells(self, x: Float[Tensor, "n d"], layer: int) -> Int[Tensor, "n d"]:
         """Per-axis index of ``layer``'s cell holding each position, ``floor(x * C_l)``. Hierarchical:

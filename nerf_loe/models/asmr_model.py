@@ -22,15 +22,17 @@ class ASMRModelConfig(FieldModelConfig):
     """ASMR NeRF."""
 
     bases: tuple[str, ...] = ("2x2x2", "4x4x4", "4x4x4", "4x4x4")
-    """Per level, the digit base per axis (AxBxC); one sine layer per level (the first reads level
-    0, each later one adds its level's modulation), one more for the position inside the finest
-    cell. Cells per axis at level l: the product of the bases up to l (here 2, 8, 32, 128)."""
+    """Per level, the digit base per axis (AxBxC). The first sine layer reads level 0; each later
+    level, then the position inside the finest cell, modulates one more: as many sine layers as
+    levels (here 4), then the output layer. Cells per axis at level l: the product of the bases up
+    to l (here 2, 8, 32, 128)."""
     hidden_dim: int = 128
     """Width of the SIREN backbone."""
     w0: float = 30.0
     """SIREN frequency."""
     modulator: Modulator = "linear"
-    """linear (w0 V d, the paper's default) or nonlinear (a 3-layer, 32-wide SIREN per level)."""
+    """linear (the paper's default: w0 V d with PyTorch's init on normalised digits; V d with the
+    SIREN first-layer init on place values) or nonlinear (a 3-layer, 32-wide SIREN per level)."""
     digits: Digits = "place"
     """place: each digit by its place value (the inputs sum to the position, so neighbouring cells
     start alike: a smooth field); digit: digits normalised to [0, 1], the paper's raster input,
@@ -47,6 +49,13 @@ class ASMRModelConfig(FieldModelConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         parse_counts(self.bases, "--pipeline.model.bases")
+        for option, value, choices in (
+            ("modulator", self.modulator, ("linear", "nonlinear")),
+            ("digits", self.digits, ("digit", "place")),
+            ("sharing", self.sharing, ("never", "inference", "always")),
+        ):
+            if value not in choices:
+                raise ConfigError(f"--pipeline.model.{option} {value!r}: choose {' or '.join(choices)}")
         if self.hidden_dim < 1 or not self.w0 > 0:
             raise ConfigError("--pipeline.model.hidden-dim must be >= 1 and --pipeline.model.w0 > 0")
         if self.dense_cells < 0 or self.lazy_cells < 0:
