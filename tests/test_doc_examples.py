@@ -7,10 +7,15 @@ import pytest
 import torch
 
 from nerf_loe.benchmarks import timing
+from nerf_loe.components import asmr
+from nerf_loe.data import teaching_selection
 from nerf_loe.rendering import marching, volume_rendering
+from nerf_loe.training import teaching_schedule
 
 
-@pytest.mark.parametrize("module", [marching, volume_rendering, timing])
+@pytest.mark.parametrize(
+    "module", [marching, volume_rendering, timing, asmr, teaching_schedule, teaching_selection]
+)
 def test_docstring_examples(module):
     result = doctest.testmod(module, extraglobs={"torch": torch, "math": math}, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
