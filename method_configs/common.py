@@ -7,10 +7,10 @@ from nerfstudio.configs.base_config import MachineConfig, ViewerConfig
 from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
 from nerfstudio.engine.optimizers import AdamOptimizerConfig
 from nerfstudio.engine.trainer import TrainerConfig
-from nerfstudio.pipelines.base_pipeline import VanillaPipelineConfig
 
 from nerf_loe.data.datamanager import ValidatedDataManagerConfig
 from nerf_loe.models.field_model import FieldModelConfig
+from nerf_loe.training.pipeline import TeachingPipelineConfig
 from nerf_loe.training.schedulers import FloatExponentialDecaySchedulerConfig
 
 _ON_CUDA = torch.cuda.is_available()
@@ -28,7 +28,7 @@ def trainer_config(method_name: str, model: FieldModelConfig, lr: float = 2e-3) 
         max_num_iterations=MAX_STEPS,
         mixed_precision=False,
         machine=MachineConfig(device_type="cuda" if _ON_CUDA else "cpu"),
-        pipeline=VanillaPipelineConfig(
+        pipeline=TeachingPipelineConfig(
             datamanager=ValidatedDataManagerConfig(
                 dataparser=NerfstudioDataParserConfig(),
                 train_num_rays_per_batch=4096 if _ON_CUDA else 1024,

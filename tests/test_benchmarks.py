@@ -129,6 +129,16 @@ def test_overrides_convert_to_each_options_type():
     with pytest.raises(ConfigError, match="no option 'banks_per_layer'"):
         apply_overrides(config, ("banks_per_layer=3",))
 
+    from nerf_loe.data.datamanager import ValidatedDataManagerConfig
+
+    datamanager = ValidatedDataManagerConfig()
+    apply_overrides(
+        config, ("datamanager.teaching.enabled=true", "datamanager.teaching.pool_factor=8"), datamanager
+    )
+    assert datamanager.teaching.enabled is True and datamanager.teaching.pool_factor == 8
+    with pytest.raises(ConfigError, match="uniform-share 1.5"):  # the changed config is checked
+        apply_overrides(config, ("datamanager.teaching.uniform_share=1.5",), datamanager)
+
 
 def test_run_method_measures_training_and_test_metrics(tiny_scene, tmp_path):
     args = BenchmarkArgs(

@@ -6,6 +6,7 @@ import math
 import pytest
 import torch
 
+from nerf_loe.data.teaching_sampler import UNSEEN, TeachingConfig, TeachingPixelSampler
 from nerf_loe.data.teaching_selection import teaching_weights, top_of_pool, top_of_pool_probability
 from nerf_loe.errors import ConfigError
 from nerf_loe.training.teaching_schedule import reselects, selection_count, teaching_ratio
@@ -95,27 +96,165 @@ def test_top_of_pool_keeps_exactly_the_largest_scores():
     assert sorted(chosen.tolist()) == sorted(torch.sort(scores, descending=True).indices[:37].tolist())
 
 
-def test_weighted_loss_is_unbiased_for_the_mean_over_all_rays():
-    """Batches of uniform + top-of-pool rays from a fixed error field: the weighted batch mean
-    averages to the mean loss over all rays, the unweighted one does not."""
+@pytest.mark.parametrize(("keep", "taught"), [(24, 24), (40, 16)])
+def test_weighted_loss_is_unbiased_for_the_mean_over_all_rays(keep, taught):
+    """Batches of uniform rays plus rays drawn from the best of a pool, on a fixed error field: the
+    weighted batch mean averages to the mean loss over all rays, the unweighted one does not."""
     generator = torch.Generator().manual_seed(1)
-    n, pool, top, uniform, batches = 500, 100, 24, 8, 20000
+    n, pool, uniform, batches = 500, 100, 8, 20000
     loss = torch.rand(n, generator=generator, dtype=torch.float64) ** 3  # a skewed error field
     rank = torch.empty(n, dtype=torch.long)
     rank[torch.argsort(loss, descending=True)] = torch.arange(n)
-    weights = teaching_weights(rank, n, pool, top, uniform)
+    weights = teaching_weights(rank, n, pool, keep, uniform, taught)
     weighted, plain = [], []
     for _ in range(batches):
         members = torch.randperm(n, generator=generator)[:pool]
-        chosen = torch.cat(
-            [
-                members[top_of_pool(loss[members], top, generator)],
-                torch.randint(n, (uniform,), generator=generator),
-            ]
-        )
+        kept = members[top_of_pool(loss[members], keep, generator)]
+        drawn = kept if taught == keep else kept[torch.randint(keep, (taught,), generator=generator)]
+        chosen = torch.cat([drawn, torch.randint(n, (uniform,), generator=generator)])
         weighted.append(float((weights[chosen] * loss[chosen]).mean()))
         plain.append(float(loss[chosen].mean()))
     truth = float(loss.mean())
-    assert abs(sum(weighted) / batches - truth) < 0.01 * truth
+    assert abs(sum(weighted) / batches - truth) < 0.015 * truth
     assert sum(plain) / batches > 1.5 * truth  # selection concentrates on large errors
-    assert torch.allclose(teaching_weights(rank, n, pool, 0, uniform), torch.ones(n, dtype=torch.float64))
+    assert torch.allclose(teaching_weights(rank, n, pool, 0, uniform, 0), torch.ones(n, dtype=torch.float64))
+
+
+def _sampler(**options) -> TeachingPixelSampler:
+    from nerfstudio.data.pixel_samplers import PixelSamplerConfig
+
+    teaching = TeachingConfig(enabled=True, **{"total_steps": 1000, **options})
+    return TeachingPixelSampler(PixelSamplerConfig(num_rays_per_batch=256), teaching, num_images=3, seed=0)
+
+
+def _images(mask: bool = False) -> dict:
+    batch = {"image": torch.rand(3, 20, 30, 3), "image_idx": torch.arange(3)}
+    if mask:
+        batch["mask"] = torch.zeros(3, 20, 30, 1, dtype=torch.bool)
+        batch["mask"][:, 5:15, 10:20] = True
+    return batch
+
+
+def _fixed_errors(sampler: TeachingPixelSampler, images: dict) -> torch.Tensor:
+    """Record an error field whose large errors are all in image 1 (a model wrong on that view)."""
+    sampler.sample(images)  # allocates the buffer
+    errors = 0.01 * torch.rand(3, 20, 30)
+    errors[1] += 1.0 + torch.rand(20, 30)
+    c, y, x = (
+        t.reshape(-1)
+        for t in torch.meshgrid(torch.arange(3), torch.arange(20), torch.arange(30), indexing="ij")
+    )
+    sampler.record(torch.stack([c, y, x], -1), errors[c, y, x])
+    return errors
+
+
+def test_sampler_keeps_the_top_of_its_pool_and_concentrates_where_the_error_is():
+    torch.manual_seed(0)
+    sampler, images = _sampler(uniform_share=0.25), _images()
+    errors = _fixed_errors(sampler, images)
+    sampler.set_step(0)
+    batch = sampler.sample(images)
+    c, y, x = batch["indices"].unbind(-1)
+    assert len(c) == 256
+    # the step schedule's first ratio (0.2) of a pool 4x the teaching share (192 rays), all from
+    # the ~256 hot rays of the pool
+    assert len(sampler.kept) == int(0.2 * 4 * 192)
+    kept_scores = errors[sampler.kept[:, 0], sampler.kept[:, 1], sampler.kept[:, 2]]
+    assert kept_scores.min() > 1.0
+    hot = c == 1
+    # the teaching share comes from the hot view; the uniform share (64 rays) lands there a third
+    # of the time
+    assert hot[:192].all() and 8 < int(hot[192:].sum()) < 36
+
+
+def test_late_in_training_the_choice_is_nearly_uniform():
+    torch.manual_seed(1)
+    sampler, images = _sampler(ratio_schedule="cosine", uniform_share=0.0), _images()
+    _fixed_errors(sampler, images)
+    sampler.set_step(1000)  # cosine: ratio 1, the whole pool is kept
+    c, y, x = sampler.sample(images)["indices"].unbind(-1)
+    share_hot = float((c == 1).float().mean())
+    assert abs(share_hot - 1 / 3) < 0.1
+
+
+def test_sampler_stays_inside_masks_and_repeats_with_its_seeds():
+    def run() -> torch.Tensor:
+        torch.manual_seed(2)
+        sampler, images = _sampler(), _images(mask=True)
+        out = [sampler.sample(images)["indices"] for _ in range(3)]
+        return torch.cat(out)
+
+    first = run()
+    assert torch.equal(first, run())
+    _, y, x = first.unbind(-1)
+    assert ((y >= 5) & (y < 15) & (x >= 10) & (x < 20)).all()
+
+
+def test_reweighted_batches_give_the_uniform_expected_loss():
+    """On a fixed model (a fixed error field) the weighted batch loss averages to the mean loss
+    over all rays, where unweighted teaching batches overweight the hot region."""
+    torch.manual_seed(3)
+    sampler, images = _sampler(reweight=True, uniform_share=0.25), _images()
+    errors = _fixed_errors(sampler, images)
+    loss = errors.square()
+    weighted, plain = [], []
+    for step in range(400):
+        sampler.set_step(step % 50)  # the first stage: ratio 0.2
+        batch = sampler.sample(images)
+        c, y, x = batch["indices"].unbind(-1)
+        weighted.append(float((sampler.last_weights * loss[c, y, x]).mean()))
+        plain.append(float(loss[c, y, x].mean()))
+    truth = float(loss.mean())
+    assert abs(sum(weighted) / len(weighted) - truth) < 0.03 * truth
+    assert sum(plain) / len(plain) > 3 * truth
+
+
+def test_incremental_strategy_reuses_the_kept_rays_between_selections():
+    sampler, images = _sampler(strategy="incremental"), _images()
+    _fixed_errors(sampler, images)
+    sampler.set_step(300)  # a selection step (a multiple of 10 in the first later stage)
+    sampler.sample(images)
+    kept = sampler.kept.clone()
+    sampler.set_step(301)
+    sampler.sample(images)
+    assert torch.equal(kept, sampler.kept)
+    sampler.set_step(310)
+    sampler.sample(images)
+    assert not torch.equal(kept, sampler.kept)
+
+
+def test_teaching_options_are_checked():
+    with pytest.raises(ConfigError, match="uniform-share 1.0"):
+        TeachingConfig(uniform_share=1.0)
+    with pytest.raises(ConfigError, match="choose dense or incremental"):
+        TeachingConfig(strategy="sparse")
+
+
+def test_training_records_each_rays_error_and_weights_the_loss(tiny_scene, tmp_path):
+    """Through the shipped method config and nerfstudio's trainer: the teaching sampler takes its
+    schedule span from the trainer, the pipeline records the trained rays' errors, the batch
+    carries loss weights, and the model's loss uses them."""
+    from nerf_loe.benchmarks.methods import BenchmarkArgs, setup_trainer, train_step
+
+    overrides = ("hidden_dim=16", "datamanager.teaching.enabled=true", "datamanager.teaching.reweight=true")
+    args = BenchmarkArgs(device="cpu", scale_factor=0.5, set=overrides)
+    trainer = setup_trainer("mlp-nerf", tiny_scene, args, tmp_path)
+    datamanager = trainer.pipeline.datamanager
+    sampler = datamanager.teaching
+    assert isinstance(sampler, TeachingPixelSampler) and datamanager.train_pixel_sampler is sampler
+    for step in range(3):
+        train_step(trainer, step)
+    assert sampler.total_steps == trainer.config.max_num_iterations
+    seen = sampler.errors < UNSEEN
+    assert 0 < int(seen.sum()) <= 3 * datamanager.config.train_num_rays_per_batch
+    assert float(sampler.errors[seen].max()) <= 3.0  # L1 over three channels in [0, 1]
+
+    ray_bundle, batch = datamanager.next_train(3)
+    model = trainer.pipeline.model
+    outputs = model(ray_bundle)
+    weights = batch["loss_weight"]
+    assert weights.shape == (len(batch["indices"]),) and weights.std() > 0
+    torch.manual_seed(0)
+    weighted = model.get_loss_dict(outputs, batch)["rgb_loss"]
+    pred, target = outputs["rgb"], batch["image"][..., :3]
+    assert torch.allclose(weighted, ((pred - target) ** 2).mean(-1).mul(weights).mean())

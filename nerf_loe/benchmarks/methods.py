@@ -68,8 +68,9 @@ class BenchmarkArgs:
     """blender: Blender format, RGBA composited on white at load; nerfstudio: nerfstudio format
     (transforms.json), images kept as they are (alpha too), poses auto-scaled into the box."""
     set: tuple[str, ...] = ()
-    """Model config overrides for every method, as dotted ``key=value`` under the model config,
-    e.g. ``background_color=white marcher.early_stop=none``."""
+    """Config overrides for every method of this package, as dotted ``key=value`` under the model
+    config, e.g. ``background_color=white marcher.early_stop=none``, or under the data manager's
+    with a ``datamanager.`` prefix, e.g. ``datamanager.teaching.enabled=true``."""
     seed: int = 42
     """Seeds Python, NumPy and torch before each method trains, as ns-train does (runs repeat on
     one machine; compare seeds to see run-to-run variation)."""
@@ -114,17 +115,24 @@ def _convert(text: str, annotation: object) -> object:
     return text
 
 
-def apply_overrides(model_config: object, overrides: tuple[str, ...]) -> None:
-    """Set dotted ``key=value`` overrides on a model config, converted to each option's type."""
+def apply_overrides(
+    model_config: object, overrides: tuple[str, ...], datamanager_config: object = None
+) -> None:
+    """Set dotted ``key=value`` overrides on a model config (on the data manager's config for keys
+    starting ``datamanager.``), converted to each option's type; the changed configs are checked."""
     for item in overrides:
         key, value = item.split("=", 1)
         *parents, name = key.split(".")
-        target = model_config
+        target, where = model_config, "model"
+        if parents and parents[0] == "datamanager" and datamanager_config is not None:
+            target, where, parents = datamanager_config, "data manager", parents[1:]
         for part in parents:
             target = getattr(target, part, None)
         if target is None or not hasattr(target, name):
-            raise ConfigError(f"--set {item!r}: the model config has no option {key!r}")
+            raise ConfigError(f"--set {item!r}: the {where} config has no option {key!r}")
         setattr(target, name, _convert(value, typing.get_type_hints(type(target))[name]))
+        if hasattr(target, "__post_init__") and target is not model_config:
+            target.__post_init__()
     if overrides and hasattr(model_config, "__post_init__"):
         model_config.__post_init__()
 
@@ -246,7 +254,7 @@ def setup_trainer(method: str, scene: Path, args: BenchmarkArgs, output_dir: Pat
         dataparser = NerfstudioDataParserConfig(data=scene, scale_factor=args.scale_factor)
     config.pipeline.datamanager.dataparser = dataparser
     if method != "nerfacto":
-        apply_overrides(config.pipeline.model, args.set)
+        apply_overrides(config.pipeline.model, args.set, config.pipeline.datamanager)
     config.pipeline.datamanager.data = scene
     config.machine.device_type = args.device
     config.machine.seed = args.seed

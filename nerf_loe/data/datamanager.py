@@ -1,6 +1,6 @@
-"""nerfstudio's VanillaDataManager with the dataset validated before anything is read, and what the
-training images show measured for the model: ``metadata["backdrop"]`` and
-``metadata["scene_extent"]``."""
+"""nerfstudio's VanillaDataManager with the dataset validated before anything is read, what the
+training images show measured for the model (``metadata["backdrop"]``,
+``metadata["scene_extent"]``), and optional error-driven ray selection (``teaching``)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,17 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
+from nerfstudio.cameras.rays import RayBundle
 from nerfstudio.data.datamanagers.base_datamanager import VanillaDataManager, VanillaDataManagerConfig
 from nerfstudio.data.datasets.base_dataset import InputDataset
+from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes
+from torch import Tensor
 
 from nerf_loe.data.backdrop import plain_backdrop, sampled_borders, transparent_borders
 from nerf_loe.data.extent import scene_extent
+from nerf_loe.data.teaching_sampler import TeachingConfig, TeachingPixelSampler
 from nerf_loe.data.validation import validate_dataset
+from nerf_loe.errors import ConfigError
 
 
 @dataclass
@@ -21,6 +26,9 @@ class ValidatedDataManagerConfig(VanillaDataManagerConfig):
     """A VanillaDataManager that validates its data first (one-line errors on bad input)."""
 
     _target: type = field(default_factory=lambda: ValidatedDataManager)
+    teaching: TeachingConfig = field(default_factory=TeachingConfig)
+    """Implicit Neural Teaching: train on the rays with the largest current error
+    (:mod:`nerf_loe.data.teaching_sampler`)."""
 
 
 class ValidatedDataManager(VanillaDataManager[InputDataset]):
@@ -46,3 +54,38 @@ class ValidatedDataManager(VanillaDataManager[InputDataset]):
         dataset.metadata["scene_extent"] = scene_extent(
             dataset.metadata["backdrop"], transparent_borders(borders)
         )
+        self.teaching: TeachingPixelSampler | None = None
+        if config.teaching.enabled and self.train_pixel_sampler is not None:
+            if config.patch_size > 1:
+                raise ConfigError(
+                    "--pipeline.datamanager.teaching.enabled needs --pipeline.datamanager.patch-size 1"
+                )
+            base = self.train_pixel_sampler
+            self.teaching = TeachingPixelSampler(
+                base.config,
+                config.teaching,
+                num_images=len(dataset),
+                seed=config.teaching.seed + local_rank,
+                **base.kwargs,
+            )
+            self.train_pixel_sampler = self.teaching
+        self.total_steps: int | None = None
+
+    def get_training_callbacks(self, attributes: TrainingCallbackAttributes) -> list[TrainingCallback]:
+        if attributes.trainer is not None:  # the span of the teaching schedules
+            self.total_steps = attributes.trainer.config.max_num_iterations
+        return super().get_training_callbacks(attributes)
+
+    def next_train(self, step: int) -> tuple[RayBundle, dict]:
+        """nerfstudio's next batch; with teaching, chosen by error and with ``loss_weight`` per ray."""
+        if self.teaching is not None:
+            self.teaching.set_step(step, self.total_steps)
+        ray_bundle, batch = super().next_train(step)
+        if self.teaching is not None and self.teaching.last_weights is not None:
+            batch["loss_weight"] = self.teaching.last_weights
+        return ray_bundle, batch
+
+    def record_errors(self, batch: dict, errors: Tensor) -> None:
+        """The L1 colour errors of a training batch's rays, for teaching (no-op without it)."""
+        if self.teaching is not None:
+            self.teaching.record(batch["indices"], errors)

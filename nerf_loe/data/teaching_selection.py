@@ -3,16 +3,17 @@ and each chosen ray's exact inclusion rate, so a loss can be re-weighted to stay
 
 A batch draws ``uniform`` rays uniformly from the ``n`` training rays and, independently, a pool of
 ``pool`` rays uniformly without replacement, of which it keeps the ``top`` with the largest error
-(ties broken at random, so every ray has a strict rank). A ray that ``r`` rays outrank is kept from
-the pool with probability
+(scores distinct, so every ray has a strict rank), and draws ``taught`` rays uniformly from those
+kept. A ray that ``r`` rays outrank is kept with probability
 
     q(r) = pool / n * P[X <= top - 1],   X ~ Hypergeometric(n - 1 rays, r outranking, pool - 1 drawn)
 
-(it must be drawn, and fewer than ``top`` of the other pool members may outrank it). Its expected
-count in the batch is ``m = uniform / n + q(r)``; weighting its loss by ``w = B / (n m)`` (``B`` the
-batch size) makes the weighted batch mean an unbiased estimate of the mean loss over all ``n`` rays
-(Horvitz-Thompson), the correction Soft Mining applies to importance-sampled rays. With no pool
-(``top = 0``) every weight is 1.
+(it must be drawn, and fewer than ``top`` of the other pool members may outrank it), and its
+expected count in a batch is ``m = uniform / n + q(r) taught / top``. Weighting its loss by
+``w = B / (n m)`` (``B = uniform + taught``) makes the weighted batch mean an unbiased estimate of
+the mean loss over all ``n`` rays (Horvitz-Thompson), the correction Soft Mining applies to
+importance-sampled rays. With no pool (``top = 0``) every weight is 1. nerfstudio draws pools with
+replacement; for pools far smaller than ``n``, as here, the difference is negligible.
 
 Example:
     >>> ranks = torch.tensor([0, 1, 2, 3])  # the best-ranked rays of n = 4, pool of 2, keep 1
@@ -56,12 +57,15 @@ def top_of_pool_probability(rank: Int[Tensor, " m"], n: int, pool: int, top: int
 
 
 def teaching_weights(
-    rank: Int[Tensor, " m"], n: int, pool: int, top: int, uniform: int
+    rank: Int[Tensor, " m"], n: int, pool: int, keep: int, uniform: int, taught: int
 ) -> Float[Tensor, " m"]:
-    """Loss weights of chosen rays, ``B / (n m)`` with ``B = uniform + top`` and ``m`` the ray's
-    expected count in a batch: the weighted batch mean is unbiased for the mean over all rays."""
-    expected = uniform / n + top_of_pool_probability(rank, n, pool, top)
-    return (uniform + top) / (n * expected)
+    """Loss weights ``B / (n m)`` of chosen rays, ``B = uniform + taught``: a batch draws ``uniform``
+    rays uniformly from all ``n`` and ``taught`` uniformly from the ``keep`` best of a ``pool``, so a
+    ray's expected count is ``m = uniform / n + q(rank) taught / keep``. The weighted batch mean is
+    then unbiased for the mean over all rays."""
+    per_kept = taught / keep if keep > 0 else 0.0
+    expected = uniform / n + top_of_pool_probability(rank, n, pool, keep) * per_kept
+    return (uniform + taught) / (n * expected)
 
 
 def top_of_pool(

@@ -225,7 +225,11 @@ class FieldModel(Model):
 
     def get_loss_dict(self, outputs, batch, metrics_dict=None) -> dict[str, Tensor]:
         pred, target = self.composite(outputs, batch["image"])
-        losses = {"rgb_loss": torch.nn.functional.mse_loss(pred, target)}
+        if "loss_weight" in batch:  # teaching's unbiased re-weighting, per ray
+            weight = batch["loss_weight"].to(pred.device)
+            losses = {"rgb_loss": ((pred - target).square().mean(dim=-1) * weight).mean()}
+        else:
+            losses = {"rgb_loss": torch.nn.functional.mse_loss(pred, target)}
         if "distortion" in outputs and not bool(self.alpha_data):
             losses["distortion_loss"] = self.config.distortion_loss_mult * outputs["distortion"].mean()
         return losses

@@ -1,0 +1,40 @@
+"""The pipeline of every method here: nerfstudio's VanillaPipeline, telling the data manager each
+training ray's colour error so that error-driven selection (teaching) can use it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from nerfstudio.pipelines.base_pipeline import VanillaPipeline, VanillaPipelineConfig
+from torch import Tensor
+
+
+@dataclass
+class TeachingPipelineConfig(VanillaPipelineConfig):
+    _target: type = field(default_factory=lambda: TeachingPipeline)
+
+
+def ray_errors(model, outputs: dict[str, Tensor], batch: dict[str, Tensor]) -> Tensor:
+    """Per-ray L1 colour error, summed over channels (INT's score), as the model scores its
+    prediction (RGBA targets composited on the model's background)."""
+    with torch.no_grad():
+        if hasattr(model, "composite"):
+            pred, target = model.composite(outputs, batch["image"])
+        else:
+            pred, target = outputs["rgb"], batch["image"][..., :3].to(outputs["rgb"].device)
+        return (pred - target).abs().sum(dim=-1)
+
+
+class TeachingPipeline(VanillaPipeline):
+    """VanillaPipeline whose training step also records each ray's error with the data manager."""
+
+    def get_train_loss_dict(self, step: int):
+        ray_bundle, batch = self.datamanager.next_train(step)
+        model_outputs = self._model(ray_bundle)  # the DDP-wrapped model on several devices
+        metrics_dict = self.model.get_metrics_dict(model_outputs, batch)
+        loss_dict = self.model.get_loss_dict(model_outputs, batch, metrics_dict)
+        record = getattr(self.datamanager, "record_errors", None)
+        if record is not None and getattr(self.datamanager, "teaching", None) is not None:
+            record(batch, ray_errors(self.model, model_outputs, batch))
+        return model_outputs, loss_dict, metrics_dict
