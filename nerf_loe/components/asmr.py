@@ -343,6 +343,19 @@ class ASMR(nn.Module):
         """Memory held by the inference tables now."""
         return sum(t.values.numel() * t.values.element_size() for t in self._tables.values())
 
+    # --- inspection ----------------------------------------------------------------------------
+
+    #: what the region map shows: the cell whose activation a position shares at a level
+    region_name = "cell"
+
+    def region_levels(self) -> int:
+        return self.num_levels
+
+    def region_ids(self, x: Float[Tensor, "n d"], level: int) -> Int[Tensor, " n"]:
+        """Flat index of the level-``level`` cell holding unit-box positions ``x``: positions with
+        the same id share layer ``level``'s activation."""
+        return self.tiling.cell_index(x, level)
+
     # --- accounting ----------------------------------------------------------------------------
 
     def reset_counters(self) -> None:

@@ -126,6 +126,19 @@ class Tiling:
         layer's, ``cells // B_l`` the previous layer's cell), which ASMR's activation sharing uses."""
         return torch.floor(self.scaled(x, layer)).long()
 
+    def dominant_bank(self, x: Float[Tensor, "n d"], layer: int) -> Int[Tensor, " n"]:
+        """The bank of ``layer`` with the largest weight at each position (the only one when
+        blending is nearest): which expert a position mostly uses."""
+        selection = self.select(x, layer)
+        if selection.weight is None:
+            return selection.index[0]
+        return selection.index.gather(0, selection.weight.argmax(dim=0, keepdim=True))[0]
+
+    def cell_index(self, x: Float[Tensor, "n d"], layer: int) -> Int[Tensor, " n"]:
+        """Flat (row-major) index of ``layer``'s cell holding each position."""
+        counts = tuple(int(c) for c in self.scales[layer].tolist())
+        return flatten_index(self.cells(x, layer), counts)
+
     def select(self, x: Float[Tensor, "n d"], layer: int) -> BankSelection:
         """Banks (and blend weights) of ``layer`` for unit-box positions ``x``."""
         counts = self.bank_counts[layer]

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from jaxtyping import Float
+from jaxtyping import Float, Int
 from nerfstudio.cameras.rays import RaySamples
 from nerfstudio.field_components.activations import trunc_exp
 from nerfstudio.field_components.encodings import NeRFEncoding, SHEncoding
@@ -74,6 +74,16 @@ class LoETrunk(nn.Module):
 
     def macs_per_sample(self) -> int:
         return self.mlp.macs_per_sample()
+
+    #: what the region map shows: the expert (bank) a position uses in a layer
+    region_name = "bank"
+
+    def region_levels(self) -> int:
+        return self.mlp.tiling.num_layers
+
+    def region_ids(self, x: Float[Tensor, "n d"], level: int) -> Int[Tensor, " n"]:
+        """The bank of layer ``level`` that weighs most at unit-box positions ``x``."""
+        return self.mlp.tiling.dominant_bank(x, level)
 
 
 class RadianceField(Field):
@@ -156,6 +166,12 @@ class RadianceField(Field):
     ) -> Float[Tensor, "n 3"]:
         """Colour seen along ``directions`` at world ``positions`` (e.g. a learned background)."""
         return self._colors(self.trunk_outputs(positions)[1], directions)
+
+    def region_ids_at(self, positions: Float[Tensor, "n 3"], level: int) -> Int[Tensor, " n"] | None:
+        """The trunk's region (bank, cell) of ``level`` at world positions, if it has regions."""
+        if not hasattr(self.trunk, "region_ids"):
+            return None
+        return self.trunk.region_ids(self.normalizer(positions), level)
 
     def get_outputs(
         self, ray_samples: RaySamples, density_embedding: Tensor | None = None

@@ -18,6 +18,7 @@ from nerfstudio.field_components.field_heads import FieldHeadNames
 from nerfstudio.models.base_model import Model, ModelConfig
 from nerfstudio.utils import colormaps
 from nerfstudio.utils.rich_utils import CONSOLE
+from nerfstudio.viewer.viewer_elements import ViewerSlider
 from torch import Tensor, nn
 from torch.nn import Parameter
 
@@ -26,6 +27,7 @@ from nerf_loe.components.implementation import choose_implementation
 from nerf_loe.errors import ConfigError
 from nerf_loe.evaluation.complexity import format_complexity
 from nerf_loe.fields.radiance_field import RadianceField
+from nerf_loe.inspection.region_map import region_map
 from nerf_loe.rendering.marcher import GridMarcherConfig
 from nerf_loe.rendering.volume_rendering import last_sample_index
 
@@ -116,6 +118,17 @@ class FieldModel(Model):
         self.ssim = structural_similarity_index_measure
         self.lpips = OfflineLPIPS(normalize=True)
         CONSOLE.print(format_complexity(type(self).__name__, self.field.complexity()))
+        trunk = self.field.trunk
+        if hasattr(trunk, "region_ids"):
+            levels = trunk.region_levels()
+            self.region_level = ViewerSlider(
+                f"{trunk.region_name.capitalize()} map: layer",
+                default_value=min(1, levels - 1),
+                min_value=0,
+                max_value=max(levels - 1, 1),
+                step=1,
+                hint=f"Which layer's {trunk.region_name}s the {trunk.region_name}_map output colours",
+            )
 
     def get_param_groups(self) -> dict[str, list[Parameter]]:
         return {"fields": list(self.field.parameters())}
@@ -188,7 +201,7 @@ class FieldModel(Model):
             )
         )
         field_outputs = self.field(ray_samples)
-        return self.marcher.render(
+        outputs = self.marcher.render(
             samples,
             field_outputs[FieldHeadNames.DENSITY][:, 0],
             field_outputs[FieldHeadNames.RGB],
@@ -197,6 +210,20 @@ class FieldModel(Model):
             and self.config.distortion_loss_mult > 0
             and not bool(self.alpha_data),
         )
+        if not self.training and not torch.is_grad_enabled():
+            outputs.update(self._region_map(rays_o, rays_d, outputs))
+        return outputs
+
+    def _region_map(self, rays_o: Tensor, rays_d: Tensor, outputs: dict[str, Tensor]) -> dict[str, Tensor]:
+        """The trunk's regions (banks, cells) of the viewer's chosen layer at each ray's expected
+        surface point, colour-coded (:mod:`nerf_loe.inspection.region_map`); rendering only."""
+        if not hasattr(self, "region_level"):
+            return {}
+        trunk = self.field.trunk
+        level = int(min(max(int(self.region_level.value), 0), trunk.region_levels() - 1))
+        surface = rays_o + rays_d * outputs["depth"].reshape(-1, 1)
+        ids = self.field.region_ids_at(surface, level)
+        return {f"{trunk.region_name}_map": region_map(ids, outputs["accumulation"].reshape(-1, 1))}
 
     def composite(self, outputs: dict[str, Tensor], image: Tensor) -> tuple[Tensor, Tensor]:
         """Prediction and target on the same background; never blends the target with the model.

@@ -1,0 +1,1 @@
+"""Looking at trained fields: maps of where their experts and cells are, exports."""
