@@ -149,6 +149,11 @@ class ProceduralRenderer:
         self.ground_id = self.scene.add_triangles(_ground_mesh()) if ground else None
         self.textures = {obj.texture: _texture(obj.texture) for obj in objects if obj.texture}
 
+    def distance(self, points: np.ndarray) -> np.ndarray:
+        """Distance from each point [n, 3] to the nearest surface of the scene (the ground included
+        when present): ground truth for exported geometry."""
+        return self.scene.compute_distance(np.asarray(points, dtype=np.float32)).numpy()
+
     def albedo(self, obj: SceneObject, points: np.ndarray) -> np.ndarray:
         if obj.texture is None:
             return np.broadcast_to(obj.color, points.shape)
