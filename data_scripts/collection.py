@@ -12,7 +12,8 @@ from nerf_loe.data_scripts import _cli
 @dataclass
 class Args:
     output: Path
-    collection: CollectionConfig = field(default_factory=CollectionConfig)
+    collection: tyro.conf.OmitArgPrefixes[CollectionConfig] = field(default_factory=CollectionConfig)
+    """Flags without prefixes: --num-scenes, --held-out, --family, --width, ..."""
 
 
 def main() -> None:

@@ -1,8 +1,10 @@
 """Scene collections: families of related procedural scenes for dictionary (NID) training.
 
-Every scene shares the camera rig and the kind of objects; shapes, placements, colours and
-textures vary with the scene's seed. The collection folder holds one dataset per scene and an
-``index.json`` listing them, with a held-out subset for evaluation.
+Every scene shares the camera rig and the kind of objects: random primitives, or with
+``scene.family`` one object category (chairs, tables, mugs, lamps; :mod:`nerf_loe.data.families`);
+shapes, proportions, placements, colours and textures vary with the scene's seed. The collection
+folder holds one dataset per scene and an ``index.json`` listing them, with a held-out subset for
+evaluation.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ def make_collection(config: CollectionConfig, out_dir: Path, show_progress: bool
         "train": names[:split],
         "held_out": names[split:],
         "base_seed": config.base_seed,
+        "family": config.scene.family,
     }
     (out_dir / "index.json").write_text(json.dumps(index, indent=1))
     return out_dir

@@ -21,6 +21,7 @@ from nerf_loe.data.cameras import Placement, camera_poses, focal_from_fov, pixel
 from nerf_loe.data.formats import default_splits, frame_name, write_transforms
 
 SHAPES = ("sphere", "box", "torus", "cylinder", "cone")
+Family = Literal["chair", "table", "mug", "lamp"]
 TEXTURES = ("astronaut", "coffee", "chelsea")
 LIGHT = np.array([0.4, -0.3, 0.87]) / np.linalg.norm([0.4, -0.3, 0.87])
 
@@ -33,6 +34,9 @@ class SceneObject:
     scale: float
     color: np.ndarray
     texture: str | None = None
+    size: np.ndarray | None = None
+    """Per-axis extent of the unit primitive (a part of a family object: a table top is a flat box);
+    None: the primitive's own proportions, scaled by ``scale``."""
 
 
 @dataclass
@@ -60,6 +64,9 @@ class ProceduralSceneConfig:
     ground: bool = False
     """A checkered ground plane under the objects, running far past the cameras (an open scene:
     content beyond any box around the cameras)."""
+    family: Family | None = None
+    """One object of a family (chair, table, mug, lamp) in canonical pose, its proportions, colours
+    and textures drawn from the seed (:mod:`nerf_loe.data.families`), instead of random primitives."""
 
 
 def _rotation(rng: np.random.Generator) -> np.ndarray:
@@ -69,6 +76,10 @@ def _rotation(rng: np.random.Generator) -> np.ndarray:
 
 def make_objects(config: ProceduralSceneConfig) -> list[SceneObject]:
     rng = np.random.default_rng(config.seed)
+    if config.family is not None:
+        from nerf_loe.data.families import family_parts
+
+        return family_parts(config.family, rng, textured=config.textured)
     objects = []
     for _ in range(config.num_objects):
         shape = str(rng.choice(config.shapes))
@@ -86,9 +97,29 @@ def make_objects(config: ProceduralSceneConfig) -> list[SceneObject]:
     return objects
 
 
+def _unit_mesh(shape: str):
+    """A primitive filling the unit cube [-0.5, 0.5]^3 (torus: a ring of tube radius 0.15)."""
+    import open3d as o3d
+
+    makers = {
+        "sphere": lambda: o3d.geometry.TriangleMesh.create_sphere(0.5, resolution=32),
+        "box": lambda: o3d.geometry.TriangleMesh.create_box(1.0, 1.0, 1.0).translate((-0.5, -0.5, -0.5)),
+        "torus": lambda: o3d.geometry.TriangleMesh.create_torus(0.35, 0.15, 40, 20),
+        "cylinder": lambda: o3d.geometry.TriangleMesh.create_cylinder(0.5, 1.0, 40),
+        "cone": lambda: o3d.geometry.TriangleMesh.create_cone(0.5, 1.0, 40).translate((0, 0, -0.5)),
+    }
+    return makers[shape]()
+
+
 def _mesh(obj: SceneObject):
     import open3d as o3d
 
+    if obj.size is not None:
+        mesh = _unit_mesh(obj.shape)
+        mesh.vertices = o3d.utility.Vector3dVector(np.asarray(mesh.vertices) * obj.size)
+        mesh.rotate(obj.rotation, center=(0, 0, 0))
+        mesh.translate(obj.center)
+        return o3d.t.geometry.TriangleMesh.from_legacy(mesh)
     makers = {
         "sphere": lambda: o3d.geometry.TriangleMesh.create_sphere(1.0, resolution=32),
         "box": lambda: o3d.geometry.TriangleMesh.create_box(1.4, 1.4, 1.4).translate((-0.7, -0.7, -0.7)),
