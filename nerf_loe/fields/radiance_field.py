@@ -21,6 +21,7 @@ from nerfstudio.field_components.mlp import MLP
 from nerfstudio.fields.base_field import Field
 from torch import Tensor, nn
 
+from nerf_loe.components.frequency_mask import FrequencyMask
 from nerf_loe.components.normalization import UnitBoxNormalizer
 from nerf_loe.components.tiled_mlp import Activation, TiledMLP
 from nerf_loe.components.tiling import Tiling
@@ -36,6 +37,9 @@ class LoETrunk(nn.Module):
         hidden_dim: width.
         num_frequencies: positional-encoding frequencies.
         residual_banks, residual_scale: see :class:`~nerf_loe.components.tiled_linear.TiledLinear`.
+        frequency_mask: FreeNeRF's release of the encoding's frequencies
+            (:class:`~nerf_loe.components.frequency_mask.FrequencyMask`; the model sets its
+            ``progress``).
     """
 
     def __init__(
@@ -47,8 +51,10 @@ class LoETrunk(nn.Module):
         activation: Activation = "relu",
         residual_banks: bool = False,
         residual_scale: float = 1.0,
+        frequency_mask: bool = False,
     ) -> None:
         super().__init__()
+        self.frequency_mask = FrequencyMask(tiling.dim, num_frequencies) if frequency_mask else None
         self.encoding = NeRFEncoding(
             # NeRFEncoding multiplies by 2*pi: exponents from -1 make the lowest band sin(pi x),
             # which does not wrap around on the unit box.
@@ -70,7 +76,10 @@ class LoETrunk(nn.Module):
         )
 
     def forward(self, x: Float[Tensor, "n d"]) -> Float[Tensor, "n o"]:
-        return self.mlp(self.encoding(x), x)
+        encoded = self.encoding(x)
+        if self.frequency_mask is not None:
+            encoded = self.frequency_mask(encoded)
+        return self.mlp(encoded, x)
 
     def macs_per_sample(self) -> int:
         return self.mlp.macs_per_sample()
