@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from nerf_loe.benchmarks import timing
-from nerf_loe.components import asmr, frequency_mask
+from nerf_loe.components import asmr, dictionary, frequency_mask, gating
 from nerf_loe.data import teaching_selection
 from nerf_loe.inspection import mesh, region_map
 from nerf_loe.rendering import marching, volume_rendering
@@ -16,7 +16,19 @@ from nerf_loe.training import teaching_schedule
 
 @pytest.mark.parametrize(
     "module",
-    [marching, volume_rendering, timing, asmr, teaching_schedule, teaching_selection, region_map, mesh, frequency_mask],
+    [
+        marching,
+        volume_rendering,
+        timing,
+        asmr,
+        teaching_schedule,
+        teaching_selection,
+        region_map,
+        mesh,
+        frequency_mask,
+        gating,
+        dictionary,
+    ],
 )
 def test_docstring_examples(module):
     result = doctest.testmod(module, extraglobs={"torch": torch, "math": math}, optionflags=doctest.ELLIPSIS)
