@@ -88,7 +88,7 @@ def test_occlusion_term_is_the_mean_density_of_each_rays_first_steps():
     step = model.marcher.step_size
     samples = model.marcher.sample(origins, directions)  # (a new stratified draw: recompute both)
     density = model.field.density_at(samples.positions(origins, directions))[:, None]
-    got = model._near_density(origins, directions, samples, density)
+    got = model._near_density(origins, directions, samples, density, model.marcher)
     total = 0.0
     for r in range(n):  # slow reference: where ray r enters [-1, 1]^3, then its first 5 steps
         o, d = origins[r].tolist(), directions[r].tolist()

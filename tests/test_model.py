@@ -110,7 +110,7 @@ def test_last_sample_background_is_each_rays_last_sample_colour():
         torch.tensor([[0.0, 0.0, 3.0]]).expand(3, 3),
         torch.tensor([[0.0, 0.0, -1.0]]).expand(3, 3),
     )
-    background = model.background(origins, directions, ray_indices, rgbs)
+    background = model.background(origins, directions, ray_indices, rgbs, model.marcher)
     torch.testing.assert_close(background[0], rgbs[2])
     torch.testing.assert_close(background[2], rgbs[4])
     far = torch.tensor([[0.0, 0.0, -1.0]])  # ray 1 has no sample: the field's colour at its exit

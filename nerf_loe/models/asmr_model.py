@@ -61,7 +61,7 @@ class ASMRModelConfig(FieldModelConfig):
         if self.dense_cells < 0 or self.lazy_cells < 0:
             raise ConfigError("--pipeline.model.dense-cells and lazy-cells must be >= 0")
 
-    def make_trunk(self, out_dim: int) -> nn.Module:
+    def make_trunk(self, out_dim: int, metadata: dict) -> nn.Module:
         return ASMR(
             parse_counts(self.bases, "--pipeline.model.bases"),
             self.hidden_dim,

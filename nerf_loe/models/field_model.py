@@ -28,7 +28,7 @@ from nerf_loe.errors import ConfigError
 from nerf_loe.evaluation.complexity import format_complexity
 from nerf_loe.fields.radiance_field import RadianceField
 from nerf_loe.inspection.region_map import region_map
-from nerf_loe.rendering.marcher import GridMarcherConfig
+from nerf_loe.rendering.marcher import GridMarcher, GridMarcherConfig
 from nerf_loe.rendering.rays import ray_aabb_intersect
 from nerf_loe.rendering.volume_rendering import last_sample_index
 
@@ -74,8 +74,9 @@ class FieldModelConfig(ModelConfig):
     marcher: GridMarcherConfig = field(default_factory=GridMarcherConfig)
     eval_num_rays_per_chunk: int = 4096
 
-    def make_trunk(self, out_dim: int) -> nn.Module:
-        """The method's trunk: unit-box positions [n, 3] -> [n, out_dim], with ``macs_per_sample()``."""
+    def make_trunk(self, out_dim: int, metadata: dict) -> nn.Module:
+        """The method's trunk: unit-box positions [n, 3] -> [n, out_dim], with ``macs_per_sample()``
+        (``metadata``: the training data's, e.g. a collection's scenes)."""
         raise NotImplementedError(f"{type(self).__name__} must say how to build its trunk")
 
     def __post_init__(self) -> None:
@@ -105,7 +106,7 @@ class FieldModel(Model):
         aabb = self.scene_box.aabb
         self.field = RadianceField(
             aabb,
-            cfg.make_trunk(1 + cfg.geo_feat_dim),
+            cfg.make_trunk(1 + cfg.geo_feat_dim, self.kwargs.get("metadata") or {}),
             cfg.geo_feat_dim,
             cfg.color_hidden_dim,
             cfg.color_layers,
@@ -176,7 +177,9 @@ class FieldModel(Model):
         rule = {"last_sample": "last_sample", "random": "random"}.get(kind, "constant")
         return rule, colours.get(kind, [1.0] * 3)
 
-    def background(self, rays_o: Tensor, rays_d: Tensor, ray_indices: Tensor, rgbs: Tensor) -> Tensor:
+    def background(
+        self, rays_o: Tensor, rays_d: Tensor, ray_indices: Tensor, rgbs: Tensor, marcher: GridMarcher
+    ) -> Tensor:
         """Per-ray colour behind the last sample (see ``FieldModelConfig.background_color``)."""
         if bool(self.alpha_data):  # the loss composites on its own colour; renders show white
             return torch.ones_like(rays_o)
@@ -189,16 +192,23 @@ class FieldModel(Model):
         background[has] = rgbs[last[has]]
         culled = ~has
         if culled.any():  # no sample left: the field's colour where the ray leaves the box
-            far = self.marcher.far_points(rays_o[culled], rays_d[culled])
+            far = marcher.far_points(rays_o[culled], rays_d[culled])
             background[culled] = self.field.colors_at(far, rays_d[culled])
         return background
 
     def get_outputs(self, ray_bundle: RayBundle) -> dict[str, Tensor]:
         rays_o = ray_bundle.origins.reshape(-1, 3)
         rays_d = ray_bundle.directions.reshape(-1, 3)
-        samples = self.marcher.sample(rays_o, rays_d, self.field.density_at)
+        return self.render_rays(rays_o, rays_d, ray_bundle.pixel_area.reshape(-1, 1), self.marcher)
+
+    def render_rays(
+        self, rays_o: Tensor, rays_d: Tensor, pixel_area: Tensor, marcher: GridMarcher
+    ) -> dict[str, Tensor]:
+        """Render rays through ``marcher``'s grid with the field: per-ray outputs (and the occlusion
+        term in training, the region map when rendering)."""
+        samples = marcher.sample(rays_o, rays_d, self.field.density_at)
         idx = samples.ray_indices
-        pixel_area = ray_bundle.pixel_area.reshape(-1, 1)[idx]
+        pixel_area = pixel_area[idx]
         ray_samples = RaySamples(
             frustums=Frustums(
                 origins=rays_o[idx],
@@ -209,32 +219,33 @@ class FieldModel(Model):
             )
         )
         field_outputs = self.field(ray_samples)
-        outputs = self.marcher.render(
+        outputs = marcher.render(
             samples,
             field_outputs[FieldHeadNames.DENSITY][:, 0],
             field_outputs[FieldHeadNames.RGB],
-            self.background(rays_o, rays_d, idx, field_outputs[FieldHeadNames.RGB]),
+            self.background(rays_o, rays_d, idx, field_outputs[FieldHeadNames.RGB], marcher),
             with_distortion=self.training
             and self.config.distortion_loss_mult > 0
             and not bool(self.alpha_data),
         )
         if self.training and self.config.occlusion_reg_mult > 0:
-            outputs["occlusion"] = self._near_density(
-                rays_o, rays_d, samples, field_outputs[FieldHeadNames.DENSITY]
-            )
+            density = field_outputs[FieldHeadNames.DENSITY]
+            outputs["occlusion"] = self._near_density(rays_o, rays_d, samples, density, marcher)
         if not self.training and not torch.is_grad_enabled():
             outputs.update(self._region_map(rays_o, rays_d, outputs))
         return outputs
 
-    def _near_density(self, rays_o: Tensor, rays_d: Tensor, samples, density: Tensor) -> Tensor:
+    def _near_density(
+        self, rays_o: Tensor, rays_d: Tensor, samples, density: Tensor, marcher: GridMarcher
+    ) -> Tensor:
         """FreeNeRF's occlusion term: density summed over the samples within the first
         ``occlusion_reg_steps`` marching steps of each ray (from the grid's entry, or the near plane
         for rays starting inside), divided by rays x steps: the mean over those steps, samples the
         grid skipped counting as empty."""
-        entry, _ = ray_aabb_intersect(rays_o, rays_d, self.marcher.grid.aabbs[-1])
-        entry = entry.clamp(min=self.marcher.config.near_plane)
+        entry, _ = ray_aabb_intersect(rays_o, rays_d, marcher.grid.aabbs[-1])
+        entry = entry.clamp(min=marcher.config.near_plane)
         steps = self.config.occlusion_reg_steps
-        near = (samples.t_starts - entry[samples.ray_indices]) < steps * self.marcher.step_size
+        near = (samples.t_starts - entry[samples.ray_indices]) < steps * marcher.step_size
         return density[:, 0][near].sum() / (len(rays_o) * steps)
 
     def _region_map(self, rays_o: Tensor, rays_d: Tensor, outputs: dict[str, Tensor]) -> dict[str, Tensor]:

@@ -56,7 +56,7 @@ class LoEModelConfig(FieldModelConfig):
             share = self.frequency_reg_fraction
             raise ConfigError(f"--pipeline.model.frequency-reg-fraction {share}: give a share in [0, 1]")
 
-    def make_trunk(self, out_dim: int) -> nn.Module:
+    def make_trunk(self, out_dim: int, metadata: dict) -> nn.Module:
         tiling = Tiling(parse_counts(self.banks, "--pipeline.model.banks"), self.tiling, self.blending)
         return LoETrunk(
             tiling,
