@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import torch
 from nerfstudio.configs.base_config import MachineConfig, ViewerConfig
+from nerfstudio.data.dataparsers.base_dataparser import DataParserConfig
 from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
+from nerfstudio.data.pixel_samplers import PixelSamplerConfig
 from nerfstudio.engine.optimizers import AdamOptimizerConfig
 from nerfstudio.engine.trainer import TrainerConfig
 
@@ -17,9 +19,16 @@ _ON_CUDA = torch.cuda.is_available()
 MAX_STEPS = 20000
 
 
-def trainer_config(method_name: str, model: FieldModelConfig, lr: float = 2e-3) -> TrainerConfig:
+def trainer_config(
+    method_name: str,
+    model: FieldModelConfig,
+    lr: float = 2e-3,
+    dataparser: DataParserConfig | None = None,
+    pixel_sampler: PixelSamplerConfig | None = None,
+) -> TrainerConfig:
     """ns-train's config for ``model``: 1024 rays a batch on the CPU (4096 on CUDA), Adam at ``lr``
-    decaying to ``lr / 20`` over MAX_STEPS after a 100-step warm-up."""
+    decaying to ``lr / 20`` over MAX_STEPS after a 100-step warm-up; nerfstudio-data and uniform
+    pixels unless given."""
     return TrainerConfig(
         method_name=method_name,
         steps_per_eval_batch=500,
@@ -30,7 +39,8 @@ def trainer_config(method_name: str, model: FieldModelConfig, lr: float = 2e-3) 
         machine=MachineConfig(device_type="cuda" if _ON_CUDA else "cpu"),
         pipeline=TeachingPipelineConfig(
             datamanager=ValidatedDataManagerConfig(
-                dataparser=NerfstudioDataParserConfig(),
+                dataparser=dataparser or NerfstudioDataParserConfig(),
+                pixel_sampler=pixel_sampler or PixelSamplerConfig(),
                 train_num_rays_per_batch=4096 if _ON_CUDA else 1024,
                 eval_num_rays_per_batch=4096 if _ON_CUDA else 1024,
             ),

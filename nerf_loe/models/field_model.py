@@ -276,12 +276,16 @@ class FieldModel(Model):
         target = image[..., :3] * alpha + color * (1.0 - alpha)
         return outputs["rgb_foreground"] + (1.0 - outputs["accumulation"]) * color, target
 
+    def grid_occupancy(self) -> float:
+        """Occupied share of the occupancy grid."""
+        return self.marcher.grid.occupied_fraction()
+
     def get_metrics_dict(self, outputs: dict[str, Tensor], batch: dict[str, Tensor]) -> dict[str, Tensor]:
         pred, target = self.composite(outputs, batch["image"])
         return {
             "psnr": self.psnr(pred, target),
             "num_samples_per_batch": outputs["num_samples_per_ray"].sum(),
-            "grid_occupancy": torch.tensor(self.marcher.grid.occupied_fraction()),
+            "grid_occupancy": torch.tensor(self.grid_occupancy()),
         }
 
     def get_loss_dict(self, outputs, batch, metrics_dict=None) -> dict[str, Tensor]:

@@ -1,0 +1,91 @@
+"""The Neural Implicit Dictionary's trunk for radiance fields: one shared network, E experts in its
+last layer, each scene a sparse signed combination of them.
+
+position -> NeRF positional encoding -> ReLU MLP (shared by every scene) -> the experts' linear
+maps, mixed by scene ``s``'s gates ``g_s = topk(code_s)`` plus its bias
+(:class:`~nerf_loe.components.dictionary.DictionaryHead`) -> raw density and geometry feature.
+Codes are free per-scene embeddings of E gate logits (an auto-decoder): training a dictionary
+learns trunk, experts and codes together; fitting a new scene freezes the dictionary and solves
+only a code and bias, started at the mean of the training codes.
+
+The trunk renders one scene at a time: the model sets :attr:`DictionaryTrunk.scene` before a
+scene's rays (each scene has its own occupancy grid too).
+"""
+
+from __future__ import annotations
+
+import torch
+from jaxtyping import Float
+from nerfstudio.field_components.encodings import NeRFEncoding
+from torch import Tensor, nn
+
+from nerf_loe.components.dictionary import DictionaryHead
+from nerf_loe.components.gating import balancing_loss, signed_top_k
+from nerf_loe.errors import ConfigError
+
+
+class DictionaryTrunk(nn.Module):
+    """Shared trunk, E experts, per-scene codes (see the module docstring).
+
+    Args:
+        num_scenes: codes to hold (the collection's training scenes; 1 when fitting a scene).
+        out_dim: 1 (raw density) + the geometry feature.
+        num_experts: E.
+        top_k: experts each scene keeps after the dense warm-up.
+        hidden_dim, num_layers: the shared ReLU MLP.
+        num_frequencies: positional-encoding frequencies.
+    """
+
+    def __init__(
+        self,
+        num_scenes: int,
+        out_dim: int,
+        num_experts: int = 64,
+        top_k: int = 8,
+        hidden_dim: int = 128,
+        num_layers: int = 3,
+        num_frequencies: int = 8,
+    ) -> None:
+        super().__init__()
+        if not 1 <= top_k <= num_experts:
+            raise ConfigError(
+                f"--pipeline.model.top-k {top_k}: give 1 <= top-k <= num-experts ({num_experts})"
+            )
+        if num_scenes < 1 or hidden_dim < 1 or num_layers < 1:
+            raise ConfigError("the dictionary needs at least one scene, hidden-dim >= 1 and num-layers >= 1")
+        self.encoding = NeRFEncoding(
+            in_dim=3,
+            num_frequencies=num_frequencies,
+            min_freq_exp=-1.0,
+            max_freq_exp=num_frequencies - 2,
+            include_input=True,
+            implementation="torch",
+        )
+        widths = [self.encoding.get_out_dim()] + [hidden_dim] * num_layers
+        self.mlp = nn.Sequential(
+            *[m for a, b in zip(widths[:-1], widths[1:], strict=True) for m in (nn.Linear(a, b), nn.ReLU())]
+        )
+        self.head = DictionaryHead(hidden_dim, num_experts, out_dim)
+        self.codes = nn.Parameter(torch.randn(num_scenes, num_experts) / num_experts**0.5)
+        self.scene_bias = nn.Parameter(torch.zeros(num_scenes, out_dim))
+        self.top_k = top_k
+        self.register_buffer("dense", torch.tensor(True))  # the warm-up: every expert kept
+        self.scene = 0
+
+    def gates(self, scenes: Tensor | None = None) -> Float[Tensor, "s e"]:
+        """Gates of ``scenes`` (all when None): dense in the warm-up, signed top-k after it."""
+        codes = self.codes if scenes is None else self.codes[scenes]
+        return codes if bool(self.dense) else signed_top_k(codes, self.top_k)
+
+    def forward(self, x: Float[Tensor, "n 3"]) -> Float[Tensor, "n o"]:
+        h = self.mlp(self.encoding(x))
+        scene = torch.full((len(x),), self.scene, dtype=torch.long, device=x.device)
+        return self.head(h, scene, self.gates(), self.scene_bias)
+
+    def balancing_loss(self, scenes: Tensor) -> Tensor:
+        """NID's auxiliary loss over the gates of the scenes a batch trained."""
+        return balancing_loss(self.gates(scenes), dense=bool(self.dense))
+
+    def macs_per_sample(self) -> int:
+        linears = [m for m in self.mlp if isinstance(m, nn.Linear)]
+        return sum(m.in_features * m.out_features for m in linears) + self.head.macs_per_sample()

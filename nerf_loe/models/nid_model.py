@@ -1,0 +1,141 @@
+"""Neural Implicit Dictionary NeRF, stage 1: a dictionary of basis fields learned over a scene
+collection (:mod:`nerf_loe.fields.dictionary_trunk`).
+
+Rays carry their scene (``ray_bundle.metadata["scene_id"]``, from the collection's cameras); each
+scene renders through its own occupancy grid, with the dictionary mixed by its own gates. The
+gates are dense for ``warmup_steps`` (all experts, plus an L1 and importance-balancing loss), then
+each scene keeps its ``top_k`` (plus load- and importance-balancing), as NID trains.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from nerfstudio.cameras.rays import RayBundle
+from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes, TrainingCallbackLocation
+from nerfstudio.viewer.viewer_elements import ViewerSlider
+from torch import Tensor, nn
+
+from nerf_loe.errors import ConfigError
+from nerf_loe.fields.dictionary_trunk import DictionaryTrunk
+from nerf_loe.models.field_model import FieldModel, FieldModelConfig
+
+
+@dataclass
+class NIDModelConfig(FieldModelConfig):
+    """Neural Implicit Dictionary over a scene collection."""
+
+    _target: type = field(default_factory=lambda: NIDModel)
+    num_experts: int = 64
+    """E, the dictionary's basis fields."""
+    top_k: int = 8
+    """Experts each scene keeps after the warm-up."""
+    hidden_dim: int = 128
+    """Width of the shared trunk."""
+    num_layers: int = 3
+    """Hidden layers of the shared trunk."""
+    num_frequencies: int = 8
+    warmup_steps: int = 500
+    """Dense gates (every expert) for this many steps, then top-k."""
+    balancing_mult: float = 1.0
+    """Scale of NID's gate losses (0.01 per term, as the paper's code)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 1 <= self.top_k <= self.num_experts:
+            raise ConfigError(
+                f"--pipeline.model.top-k {self.top_k}: give 1 <= top-k <= num-experts ({self.num_experts})"
+            )
+        if self.warmup_steps < 0 or self.balancing_mult < 0:
+            raise ConfigError("--pipeline.model.warmup-steps and balancing-mult must be >= 0")
+
+    def make_trunk(self, out_dim: int, metadata: dict) -> nn.Module:
+        scenes = metadata.get("scenes")
+        if not scenes:
+            raise ConfigError(
+                "nid-dictionary trains on a scene collection: pass collection-data --data <collection>"
+            )
+        return DictionaryTrunk(
+            len(scenes),
+            out_dim,
+            self.num_experts,
+            self.top_k,
+            self.hidden_dim,
+            self.num_layers,
+            self.num_frequencies,
+        )
+
+
+class NIDModel(FieldModel):
+    """One dictionary, one code and one occupancy grid per scene."""
+
+    config: NIDModelConfig
+
+    def populate_modules(self) -> None:
+        super().populate_modules()
+        trunk: DictionaryTrunk = self.field.trunk
+        num_scenes = len(trunk.codes)
+        aabb = self.scene_box.aabb.flatten()
+        self.marchers = nn.ModuleList(
+            [self.marcher]
+            + [self.config.marcher.setup(aabb=aabb, unbounded=self.unbounded) for _ in range(num_scenes - 1)]
+        )
+        del self.marcher  # one grid per scene instead
+        self.scene_steps = [0] * num_scenes
+        self.trained: set[int] = set()
+        self.viewer_scene = ViewerSlider(
+            "Scene", 0, 0, max(num_scenes - 1, 1), 1, hint="Which scene the viewer shows"
+        )
+
+    def get_training_callbacks(self, attributes: TrainingCallbackAttributes) -> list[TrainingCallback]:
+        def before_step(step: int) -> None:
+            self.field.trunk.dense.fill_(step < self.config.warmup_steps)
+            for scene in sorted(self.trained):  # the grids of the scenes the last step trained
+                self.scene_steps[scene] += 1
+                self.field.trunk.scene = scene
+                self.marchers[scene].update_grid(self.scene_steps[scene], self.field.density_at)
+            self.trained.clear()
+
+        return [TrainingCallback([TrainingCallbackLocation.BEFORE_TRAIN_ITERATION], before_step)]
+
+    def scene_ids(self, ray_bundle: RayBundle, n: int) -> Tensor:
+        ids = (ray_bundle.metadata or {}).get("scene_id")
+        if ids is None:  # a camera path or the viewer: the chosen scene
+            return torch.full((n,), int(self.viewer_scene.value), dtype=torch.long, device=self.device)
+        return ids.reshape(-1).long()
+
+    def get_outputs(self, ray_bundle: RayBundle) -> dict[str, Tensor]:
+        rays_o = ray_bundle.origins.reshape(-1, 3)
+        rays_d = ray_bundle.directions.reshape(-1, 3)
+        area = ray_bundle.pixel_area.reshape(-1, 1)
+        ids = self.scene_ids(ray_bundle, len(rays_o))
+        scenes = torch.unique(ids).tolist()
+        if self.training:
+            self.trained.update(scenes)
+        merged: dict[str, Tensor] = {}
+        for scene in scenes:
+            rows = ids == scene
+            self.field.trunk.scene = scene
+            outputs = self.render_rays(rays_o[rows], rays_d[rows], area[rows], self.marchers[scene])
+            for key, value in outputs.items():
+                if value.dim() == 0:  # a batch mean (the occlusion term): weighted by rays
+                    share = value * rows.sum() / len(ids)
+                    merged[key] = merged[key] + share if key in merged else share
+                    continue
+                if key not in merged:
+                    merged[key] = value.new_zeros((len(ids), *value.shape[1:]))
+                merged[key][rows] = value
+        merged["scene_ids"] = ids
+        return merged
+
+    def get_loss_dict(self, outputs, batch, metrics_dict=None) -> dict[str, Tensor]:
+        losses = super().get_loss_dict(outputs, batch, metrics_dict)
+        if self.config.balancing_mult > 0:
+            scenes = torch.unique(outputs["scene_ids"])
+            losses["gate_loss"] = self.config.balancing_mult * self.field.trunk.balancing_loss(scenes)
+        return losses
+
+    def grid_occupancy(self) -> float:
+        """Mean occupied share of the scenes' grids."""
+        return sum(m.grid.occupied_fraction() for m in self.marchers) / len(self.marchers)
