@@ -18,3 +18,9 @@ nid_dictionary = MethodSpecification(
     ),
     description="Neural Implicit Dictionary, stage 1: basis fields over a scene collection (nerf_loe).",
 )
+
+nid_nerf = MethodSpecification(
+    # CodeNeRF fits a code with lr 1e-2 in about 200 steps
+    config=trainer_config("nid-nerf", NIDModelConfig(fit=True, warmup_steps=0, balancing_mult=0.0), lr=1e-2),
+    description="Neural Implicit Dictionary, stage 2: a scene's code, the dictionary frozen (nerf_loe).",
+)

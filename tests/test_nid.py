@@ -67,3 +67,66 @@ def test_a_dictionary_trains_over_a_collection_one_scene_per_batch(mugs, tmp_pat
     with torch.no_grad():
         outputs = model.get_outputs_for_camera(camera)
     assert outputs["rgb"].shape == (16, 16, 3) and (outputs["scene_ids"] == 1).all()
+
+
+def _fitter(scene_dir, tmp_path, dictionary, **model_options):
+    from nerfstudio.configs.method_configs import all_methods
+    from nerfstudio.data.dataparsers.blender_dataparser import BlenderDataParserConfig
+
+    config = copy.deepcopy(all_methods["nid-nerf"])
+    config.pipeline.datamanager.dataparser = BlenderDataParserConfig(data=scene_dir)
+    config.pipeline.datamanager.data = scene_dir
+    config.pipeline.datamanager.train_num_rays_per_batch = 256
+    model = config.pipeline.model
+    model.num_experts, model.top_k, model.hidden_dim, model.num_layers = 8, 2, 32, 2
+    model.marcher.grid_resolution = 32
+    model.dictionary = dictionary
+    for key, value in model_options.items():
+        setattr(model, key, value)
+    config.machine.device_type = "cpu"
+    config.vis = "tensorboard"
+    config.output_dir = tmp_path
+    config.set_timestamp()
+    trainer = config.setup(local_rank=0, world_size=1)
+    trainer.setup(test_mode="val")
+    return trainer
+
+
+def test_fitting_a_new_scene_trains_only_its_code_and_bias(mugs, tmp_path):
+    from nerf_loe.benchmarks.methods import train_step
+    from nerf_loe.errors import ConfigError
+
+    stage1 = _trainer(mugs, tmp_path / "dict", 30)
+    for step in range(30):
+        train_step(stage1, step)
+    stage1.save_checkpoint(29)
+    checkpoint = next((stage1.checkpoint_dir).glob("step-*.ckpt"))
+    dictionary = stage1.pipeline.model.field
+
+    fitter = _fitter(mugs / "scene_002", tmp_path / "fit", checkpoint)
+    model = fitter.pipeline.model
+    trainable = {name for name, p in model.field.named_parameters() if p.requires_grad}
+    assert trainable == {"trunk.codes", "trunk.scene_bias"}
+    assert [id(p) for p in model.get_param_groups()["fields"]] == [
+        id(model.field.trunk.codes),
+        id(model.field.trunk.scene_bias),
+    ]
+    assert torch.allclose(model.field.trunk.codes[0], dictionary.trunk.codes.mean(0))  # the mean code
+    frozen = {
+        k: v.clone()
+        for k, v in model.field.state_dict().items()
+        if "codes" not in k and "scene_bias" not in k
+    }
+    assert torch.equal(frozen["trunk.head.weight"], dictionary.trunk.head.weight.detach())
+    start = model.field.trunk.codes.detach().clone()
+    for step in range(5):
+        train_step(fitter, step)
+    assert not torch.equal(model.field.trunk.codes.detach(), start)
+    assert all(torch.equal(v, model.field.state_dict()[k]) for k, v in frozen.items())
+
+    with pytest.raises(
+        ConfigError, match=r"field.trunk.head.weight is \(8, 16, 32\) there, \(8, 16, 24\) here"
+    ):
+        _fitter(mugs / "scene_002", tmp_path / "bad", checkpoint, hidden_dim=24)
+    with pytest.raises(ConfigError, match="no such checkpoint"):
+        _fitter(mugs / "scene_002", tmp_path / "none", tmp_path / "missing.ckpt")

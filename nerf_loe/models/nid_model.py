@@ -1,5 +1,6 @@
-"""Neural Implicit Dictionary NeRF, stage 1: a dictionary of basis fields learned over a scene
-collection (:mod:`nerf_loe.fields.dictionary_trunk`).
+"""Neural Implicit Dictionary NeRF: stage 1 learns a dictionary of basis fields over a scene
+collection (:mod:`nerf_loe.fields.dictionary_trunk`); stage 2 (``fit``) freezes it and solves one
+new scene's code and bias, started at the mean of the training codes, typically from few views.
 
 Rays carry their scene (``ray_bundle.metadata["scene_id"]``, from the collection's cameras); each
 scene renders through its own occupancy grid, with the dictionary mixed by its own gates. The
@@ -10,6 +11,7 @@ each scene keeps its ``top_k`` (plus load- and importance-balancing), as NID tra
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from nerfstudio.cameras.rays import RayBundle
@@ -40,6 +42,10 @@ class NIDModelConfig(FieldModelConfig):
     """Dense gates (every expert) for this many steps, then top-k."""
     balancing_mult: float = 1.0
     """Scale of NID's gate losses (0.01 per term, as the paper's code)."""
+    fit: bool = False
+    """Stage 2: fit one scene's code and bias with the dictionary frozen (needs ``dictionary``)."""
+    dictionary: Path | None = None
+    """Stage 2: a stage-1 checkpoint (outputs/.../nid-dictionary/<time>/nerfstudio_models/step-*.ckpt)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -51,13 +57,21 @@ class NIDModelConfig(FieldModelConfig):
             raise ConfigError("--pipeline.model.warmup-steps and balancing-mult must be >= 0")
 
     def make_trunk(self, out_dim: int, metadata: dict) -> nn.Module:
-        scenes = metadata.get("scenes")
-        if not scenes:
-            raise ConfigError(
-                "nid-dictionary trains on a scene collection: pass collection-data --data <collection>"
-            )
+        if self.fit:
+            if self.dictionary is None:
+                raise ConfigError(
+                    "nid-nerf fits a scene with a dictionary: pass --pipeline.model.dictionary <ckpt>"
+                )
+            num_scenes = 1
+        else:
+            scenes = metadata.get("scenes")
+            if not scenes:
+                raise ConfigError(
+                    "nid-dictionary trains on a scene collection: pass collection-data --data <collection>"
+                )
+            num_scenes = len(scenes)
         return DictionaryTrunk(
-            len(scenes),
+            num_scenes,
             out_dim,
             self.num_experts,
             self.top_k,
@@ -87,6 +101,39 @@ class NIDModel(FieldModel):
         self.viewer_scene = ViewerSlider(
             "Scene", 0, 0, max(num_scenes - 1, 1), 1, hint="Which scene the viewer shows"
         )
+        if self.config.fit:
+            self._load_dictionary(Path(self.config.dictionary))
+
+    def _load_dictionary(self, path: Path) -> None:
+        """Stage 2: the stage-1 field (trunk, experts, colour head) loaded and frozen; this scene's
+        code and bias start at the mean of the dictionary's."""
+        if not path.is_file():
+            raise ConfigError(f"--pipeline.model.dictionary {path}: no such checkpoint")
+        state = torch.load(path, map_location="cpu", weights_only=False)["pipeline"]
+        prefix = "_model.field."
+        loaded = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+        if "trunk.codes" not in loaded:
+            raise ConfigError(f"--pipeline.model.dictionary {path}: not an nid-dictionary checkpoint")
+        own = self.field.state_dict()
+        codes, bias = loaded.pop("trunk.codes"), loaded.pop("trunk.scene_bias")
+        for key in sorted(own.keys() - {"trunk.codes", "trunk.scene_bias"}):
+            if key not in loaded or loaded[key].shape != own[key].shape:
+                theirs = tuple(loaded[key].shape) if key in loaded else "missing"
+                raise ConfigError(
+                    f"--pipeline.model.dictionary {path}: field.{key} is {theirs} there, "
+                    f"{tuple(own[key].shape)} here: use the dictionary's num-experts, hidden-dim, "
+                    "num-layers, num-frequencies, geo-feat-dim and colour head"
+                )
+        start = {"trunk.codes": codes.mean(0, keepdim=True), "trunk.scene_bias": bias.mean(0, keepdim=True)}
+        self.field.load_state_dict(loaded | start)
+        for parameter in self.field.parameters():
+            parameter.requires_grad_(False)
+        self.field.trunk.codes.requires_grad_(True)
+        self.field.trunk.scene_bias.requires_grad_(True)
+
+    def get_param_groups(self) -> dict[str, list[nn.Parameter]]:
+        """All of the field in stage 1; the scene's code and bias only in stage 2."""
+        return {"fields": [p for p in self.field.parameters() if p.requires_grad]}
 
     def get_training_callbacks(self, attributes: TrainingCallbackAttributes) -> list[TrainingCallback]:
         def before_step(step: int) -> None:
