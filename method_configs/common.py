@@ -39,7 +39,9 @@ def trainer_config(
         machine=MachineConfig(device_type="cuda" if _ON_CUDA else "cpu"),
         pipeline=TeachingPipelineConfig(
             datamanager=ValidatedDataManagerConfig(
-                dataparser=dataparser or NerfstudioDataParserConfig(),
+                # focus: the origin where the cameras look (the subject), not their centroid, which
+                # for a hemisphere of cameras hangs above the subject
+                dataparser=dataparser or NerfstudioDataParserConfig(center_method="focus"),
                 pixel_sampler=pixel_sampler or PixelSamplerConfig(),
                 train_num_rays_per_batch=4096 if _ON_CUDA else 1024,
                 eval_num_rays_per_batch=4096 if _ON_CUDA else 1024,

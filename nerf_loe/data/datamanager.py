@@ -1,6 +1,7 @@
 """nerfstudio's VanillaDataManager with the dataset validated before anything is read, what the
 training images show measured for the model (``metadata["backdrop"]``,
-``metadata["scene_extent"]``), and optional error-driven ray selection (``teaching``)."""
+``metadata["scene_extent"]``, ``metadata["camera_positions"]``), and optional error-driven ray
+selection (``teaching``)."""
 
 from __future__ import annotations
 
@@ -54,6 +55,7 @@ class ValidatedDataManager(VanillaDataManager[InputDataset]):
         dataset.metadata["scene_extent"] = scene_extent(
             dataset.metadata["backdrop"], transparent_borders(borders)
         )
+        dataset.metadata["camera_positions"] = dataset.cameras.camera_to_worlds[:, :3, 3].detach().cpu()
         self.teaching: TeachingPixelSampler | None = None
         if config.teaching.enabled and self.train_pixel_sampler is not None:
             if config.patch_size > 1:

@@ -11,6 +11,10 @@ from __future__ import annotations
 
 from typing import Literal
 
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
 SceneExtent = Literal["bounded", "unbounded"]
 
 
@@ -28,3 +32,33 @@ def scene_extent(
         colour = ", ".join(f"{c:.2f}" for c in backdrop)
         return "bounded", f"the images show a plain backdrop ({colour}) around the subject"
     return "unbounded", "the images show content up to their borders (no plain backdrop, no transparency)"
+
+
+#: A box fitted around the cameras' target reaches this share of the nearest camera's distance.
+BOX_FRACTION = 0.4
+
+
+def box_outside_cameras(
+    aabb: Float[Tensor, "2 3"], cameras: Float[Tensor, "n 3"], fraction: float = BOX_FRACTION
+) -> tuple[Float[Tensor, "2 3"], str] | None:
+    """A bounded model's box must leave the cameras outside: a camera inside it can explain its
+    own view with matter just in front of its lens, and every view does (nerfstudio-data scales the
+    cameras into [-1, 1], its own scene box). When a camera lies in ``aabb``, the box becomes the
+    cube around its centre reaching ``fraction`` of the nearest camera's distance (all cameras then
+    lie outside it; content beyond it falls to the background); None when the box is already clear.
+    """
+    center = (aabb[0] + aabb[1]) / 2
+    inside = ((cameras >= aabb[0]) & (cameras <= aabb[1])).all(dim=-1)
+    if not bool(inside.any()):
+        return None
+    nearest = float((cameras - center).norm(dim=-1).min())
+    if nearest <= 0:
+        return None  # a camera at the centre: no box leaves it outside; keep the data's box
+    half = fraction * nearest
+    fitted = torch.stack([center - half, center + half])
+    reason = (
+        f"{int(inside.sum())} of {len(cameras)} training cameras lie inside the scene box: "
+        f"box shrunk to half-size {half:.3g} around its centre ({fraction:g} of the nearest "
+        "camera's distance)"
+    )
+    return fitted, reason

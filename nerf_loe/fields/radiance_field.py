@@ -106,7 +106,7 @@ class RadianceField(Field):
         color_hidden_dim, color_layers: the colour head.
         sh_levels: spherical-harmonics degree + 1 of the direction encoding.
         density_bias: added to the trunk's raw density before ``exp``: the density of empty space
-            at initialisation is about ``exp(density_bias)``.
+            at initialisation is about ``exp(density_bias)`` per scene-box side (see below).
         contract: unbounded scene (scene contraction) instead of the scene box.
         implementation: "torch" or "tcnn" for the colour head and direction encoding.
     """
@@ -126,6 +126,10 @@ class RadianceField(Field):
         super().__init__()
         self.geo_feat_dim = geo_feat_dim
         self.density_bias = density_bias
+        # Densities are per side of the scene box (the contracted inner region's side, 2, when
+        # unbounded), so the same network, initialisation and grid threshold work at any scale of
+        # the world: a scene normalised to a 4x smaller box needs no 4x larger densities.
+        self.length_scale = 2.0 if contract else float((aabb[1] - aabb[0]).max())
         self.implementation = implementation
         self.normalizer = UnitBoxNormalizer(aabb, contract=contract)
         self.trunk = trunk
@@ -149,7 +153,7 @@ class RadianceField(Field):
         raw = self.trunk(x)
         # Capped where trunc_exp stops its gradient: exp(15) already makes any step opaque, and an
         # unbounded exp overflows to inf on a diverging batch, then NaN in the rendering sums.
-        density = trunc_exp(torch.clamp(raw[:, :1] + self.density_bias, max=15.0))
+        density = trunc_exp(torch.clamp(raw[:, :1] + self.density_bias, max=15.0)) / self.length_scale
         density = density * self.normalizer.inside(positions)[:, None]
         return density[:n], raw[:n, 1:]
 
