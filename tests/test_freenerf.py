@@ -16,12 +16,13 @@ from nerf_loe.models.loe_model import LoEModelConfig
 
 
 def _freenerf_channel_mask(num_frequencies: int, progress: float) -> torch.Tensor:
-    """FreeNeRF's rule on its own layout [x, sin f0, cos f0, sin f1, ...] x 3 axes."""
+    """FreeNeRF's channel rule on the paper's low-to-high layout [x, sin f0, cos f0, sin f1, ...]
+    (3 axes each; the official code applies it to [x, sin f0..fF, cos f0..fF], see the module)."""
     length = 3 + 3 * 2 * num_frequencies
     mask = torch.zeros(length)
     if progress >= 1:
         return torch.ones(length)
-    ptr = min(length / 3 * progress + 1, length / 3)
+    ptr = min(length / 3 * progress + 1, length / 3)  # as get_freq_reg_mask
     mask[: 3 * int(ptr)] = 1.0
     mask[3 * int(ptr) : 3 * int(ptr) + 3] = ptr - int(ptr)
     return mask

@@ -48,7 +48,7 @@ def test_small_floaters_are_dropped_and_empty_space_is_not_evaluated():
 
 
 def test_a_level_outside_the_densities_is_reported(tmp_path):
-    with pytest.raises(ConfigError, match="--level 500.0: the density inside the box spans"):
+    with pytest.raises(ConfigError, match="--level 500: the density inside the box spans"):
         density_mesh(_ball([0.0] * 3, 0.5), BOX, resolution=12, level=500.0)
     mesh = density_mesh(_ball([0.0] * 3, 0.5), BOX, resolution=12, level=50.0)
     write_mesh(mesh, tmp_path / "ball.ply")

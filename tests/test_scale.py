@@ -21,7 +21,9 @@ def _model(half: float, **metadata):
 def test_a_scaled_world_renders_the_same_image(scale):
     """Same network, world and cameras scaled by s: the same colours and opacities, depths times s."""
     big, small = _model(1.5), _model(1.5 * scale)  # the same seed: the same weights
-    assert all(torch.equal(p, q) for p, q in zip(big.field.parameters(), small.field.parameters(), strict=True))
+    assert all(
+        torch.equal(p, q) for p, q in zip(big.field.parameters(), small.field.parameters(), strict=True)
+    )
     n = 64
     origins = torch.tensor([[0.2, -0.1, 4.0]]).expand(n, 3)
     directions = torch.nn.functional.normalize(

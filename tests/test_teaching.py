@@ -156,9 +156,9 @@ def test_sampler_keeps_the_top_of_its_pool_and_concentrates_where_the_error_is()
     batch = sampler.sample(images)
     c, y, x = batch["indices"].unbind(-1)
     assert len(c) == 256
-    # the step schedule's first ratio (0.2) of a pool 4x the teaching share (192 rays), all from
-    # the ~256 hot rays of the pool
-    assert len(sampler.kept) == int(0.2 * 4 * 192)
+    # the step schedule's first ratio (0.2) of a pool 5x the teaching share (192 rays), all from
+    # the ~320 hot rays of the pool
+    assert len(sampler.kept) == int(0.2 * 5 * 192)
     kept_scores = errors[sampler.kept[:, 0], sampler.kept[:, 1], sampler.kept[:, 2]]
     assert kept_scores.min() > 1.0
     hot = c == 1

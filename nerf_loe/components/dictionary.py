@@ -6,7 +6,7 @@ Expert ``j`` maps the trunk feature ``h`` to ``W_j h + b_j`` (``C`` channels); s
     f_s(h) = sum_j g_sj (W_j h + b_j) + beta_s = W_s h + b_s,   W_s = sum_j g_sj W_j,
 
 so the mixture collapses into one matrix per scene: a sample costs one ``C x H`` product whatever
-E and k are, and only the collapse (``k`` matrices per scene in the batch) touches the experts.
+E and k are; only the collapse, once per scene in the batch, touches the experts.
 
 Example:
     >>> head = DictionaryHead(in_dim=4, num_experts=3, out_dim=2)

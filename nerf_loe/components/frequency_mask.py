@@ -2,11 +2,14 @@
 frequencies are released from low to high as training proceeds, so few-view training cannot fit
 high-frequency noise early.
 
-FreeNeRF counts the encoding in groups of ``d`` channels: group 0 the raw position, then ``sin``
-and ``cos`` of each frequency in turn (group ``1 + 2k`` is ``sin(2^k x)``, ``2 + 2k`` its ``cos``),
-``G = 1 + 2F`` groups in all. At progress ``p = t / T`` (``T`` the regularised steps) with
-``ptr = G p + 1``, groups below ``floor(ptr)`` pass, group ``floor(ptr)`` is scaled by
-``frac(ptr)``, the rest are zero; from ``p = 1`` on everything passes.
+FreeNeRF counts the encoding in groups of ``d`` channels, group 0 the raw position. Here the groups
+follow the paper's intent, low frequencies first: ``sin`` and ``cos`` of each frequency in turn
+(group ``1 + 2k`` is ``sin(2^k x)``, ``2 + 2k`` its ``cos``), ``G = 1 + 2F`` groups in all. (The
+official code masks mip-NeRF's layout, every ``sin`` band before any ``cos`` band, so it releases
+the highest ``sin`` before the lowest ``cos``; we keep the paper's order.) At progress
+``p = t / T`` (``T`` the regularised steps) with ``ptr = G p + 1``, groups below ``floor(ptr)``
+pass, group ``floor(ptr)`` is scaled by ``frac(ptr)``, the rest are zero; from ``p = 1`` on
+everything passes.
 
 Example (2 frequencies, G = 5 groups):
     >>> freenerf_visibility(5, 0.0).tolist(), freenerf_visibility(5, 0.5).tolist()

@@ -72,13 +72,17 @@ class ValidatedDataManager(VanillaDataManager[InputDataset]):
             )
             self.train_pixel_sampler = self.teaching
         self.total_steps: int | None = None
-        if hasattr(self.train_pixel_sampler, "image_scene"):  # one scene per batch (collections)
-            metadata = dataset.cameras.metadata or {}
-            if "scene_id" not in metadata:
-                raise ConfigError(
-                    "this method trains on a scene collection: pass collection-data --data <collection>"
-                )
-            self.train_pixel_sampler.image_scene = metadata["scene_id"][:, 0].cpu()
+        for sampler, data in (
+            (self.train_pixel_sampler, dataset),
+            (self.eval_pixel_sampler, self.eval_dataset),
+        ):
+            if hasattr(sampler, "image_scene"):  # one scene per batch (collections)
+                metadata = data.cameras.metadata or {}
+                if "scene_id" not in metadata:
+                    raise ConfigError(
+                        "this method trains on a scene collection: pass collection-data --data <collection>"
+                    )
+                sampler.image_scene = metadata["scene_id"][:, 0].cpu()
 
     def get_training_callbacks(self, attributes: TrainingCallbackAttributes) -> list[TrainingCallback]:
         if attributes.trainer is not None:  # the span of the teaching schedules

@@ -56,8 +56,9 @@ class TeachingConfig:
     quarter of training, then every 10 ... 50 steps, the kept rays reused in between)."""
     total_steps: int | None = None
     """Steps the schedules span; None: the trainer's --max-num-iterations."""
-    pool_factor: int = 4
-    """The pool holds this many times the batch's teaching share of rays."""
+    pool_factor: int = 5
+    """The pool holds this many times the batch's teaching share of rays (5: at INT's starting
+    ratio 0.2 the kept rays number the teaching share, so few are drawn twice)."""
     uniform_share: float = 0.25
     """Share of every batch drawn uniformly from all rays."""
     reweight: bool = False

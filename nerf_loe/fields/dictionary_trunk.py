@@ -82,9 +82,9 @@ class DictionaryTrunk(nn.Module):
         scene = torch.full((len(x),), self.scene, dtype=torch.long, device=x.device)
         return self.head(h, scene, self.gates(), self.scene_bias)
 
-    def balancing_loss(self, scenes: Tensor) -> Tensor:
-        """NID's auxiliary loss over the gates of the scenes a batch trained."""
-        return balancing_loss(self.gates(scenes), dense=bool(self.dense))
+    def balancing_loss(self) -> Tensor:
+        """NID's auxiliary loss over every scene's gates."""
+        return balancing_loss(self.gates(), dense=bool(self.dense))
 
     def macs_per_sample(self) -> int:
         linears = [m for m in self.mlp if isinstance(m, nn.Linear)]

@@ -40,6 +40,8 @@ def export(args: ExportMesh) -> Path:
     _, pipeline, _, step = eval_setup(args.load_config, test_mode="inference")
     model = pipeline.model
     field = getattr(model, "field", None)
+    if hasattr(model, "marchers"):
+        raise ConfigError("nerf-loe-export-mesh does not export multi-scene (nid-dictionary) models yet")
     if not hasattr(field, "density_at") or not hasattr(model, "marcher"):
         raise ConfigError(
             f"{type(model).__name__} is not a nerf_loe model; use ns-export for nerfstudio's methods"

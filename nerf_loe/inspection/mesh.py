@@ -81,8 +81,8 @@ def density_mesh(
     lattice = density_lattice(density_fn, aabb, resolution, occupied).numpy()
     if not lattice.min() < level < lattice.max():
         raise ConfigError(
-            f"--level {level}: the density inside the box spans {lattice.min():.3g} ... {lattice.max():.3g}; "
-            "pick a level inside that range"
+            f"--level {level:g}: the density inside the box spans {lattice.min():.3g} ... "
+            f"{lattice.max():.3g}; pick a level inside that range"
         )
     spacing = tuple(float(aabb[1, i] - aabb[0, i]) / (resolution - 1) for i in range(3))
     corners, faces, _, _ = marching_cubes(lattice, level=level, spacing=spacing)

@@ -55,6 +55,10 @@ class NIDModelConfig(FieldModelConfig):
             )
         if self.warmup_steps < 0 or self.balancing_mult < 0:
             raise ConfigError("--pipeline.model.warmup-steps and balancing-mult must be >= 0")
+        if self.dictionary is not None:  # absolute in the saved config.yml, for ns-eval and resume
+            self.dictionary = Path(self.dictionary).resolve()
+            if self.fit and not self.dictionary.is_file():
+                raise ConfigError(f"--pipeline.model.dictionary {self.dictionary}: no such checkpoint")
 
     def make_trunk(self, out_dim: int, metadata: dict) -> nn.Module:
         if self.fit:
@@ -96,7 +100,8 @@ class NIDModel(FieldModel):
             + [self.config.marcher.setup(aabb=aabb, unbounded=self.unbounded) for _ in range(num_scenes - 1)]
         )
         del self.marcher  # one grid per scene instead
-        self.scene_steps = [0] * num_scenes
+        # each grid's own step count (a buffer: a resumed run does not warm the grids up again)
+        self.register_buffer("scene_steps", torch.zeros(num_scenes, dtype=torch.long))
         self.trained: set[int] = set()
         self.viewer_scene = ViewerSlider(
             "Scene", 0, 0, max(num_scenes - 1, 1), 1, hint="Which scene the viewer shows"
@@ -137,20 +142,29 @@ class NIDModel(FieldModel):
 
     def get_training_callbacks(self, attributes: TrainingCallbackAttributes) -> list[TrainingCallback]:
         def before_step(step: int) -> None:
-            self.field.trunk.dense.fill_(step < self.config.warmup_steps)
+            self.field.trunk.dense.fill_(not self.config.fit and step < self.config.warmup_steps)
             for scene in sorted(self.trained):  # the grids of the scenes the last step trained
                 self.scene_steps[scene] += 1
                 self.field.trunk.scene = scene
-                self.marchers[scene].update_grid(self.scene_steps[scene], self.field.density_at)
+                self.marchers[scene].update_grid(int(self.scene_steps[scene]), self.field.density_at)
             self.trained.clear()
 
         return [TrainingCallback([TrainingCallbackLocation.BEFORE_TRAIN_ITERATION], before_step)]
 
     def scene_ids(self, ray_bundle: RayBundle, n: int) -> Tensor:
+        """Each ray's scene: from its camera's metadata, else the viewer's choice."""
+        count = len(self.marchers)
         ids = (ray_bundle.metadata or {}).get("scene_id")
         if ids is None:  # a camera path or the viewer: the chosen scene
-            return torch.full((n,), int(self.viewer_scene.value), dtype=torch.long, device=self.device)
-        return ids.reshape(-1).long()
+            scene = min(max(int(self.viewer_scene.value), 0), count - 1)
+            return torch.full((n,), scene, dtype=torch.long, device=self.device)
+        ids = ids.reshape(-1).long()
+        if len(ids) and (int(ids.min()) < 0 or int(ids.max()) >= count):
+            raise ConfigError(
+                f"rays of scene {int(ids.max())}, but this model holds {count} scene(s): "
+                "train and evaluate on the same collection (nid-nerf fits one scene: use its own data)"
+            )
+        return ids
 
     def get_outputs(self, ray_bundle: RayBundle) -> dict[str, Tensor]:
         rays_o = ray_bundle.origins.reshape(-1, 3)
@@ -173,14 +187,12 @@ class NIDModel(FieldModel):
                 if key not in merged:
                     merged[key] = value.new_zeros((len(ids), *value.shape[1:]))
                 merged[key][rows] = value
-        merged["scene_ids"] = ids
         return merged
 
     def get_loss_dict(self, outputs, batch, metrics_dict=None) -> dict[str, Tensor]:
         losses = super().get_loss_dict(outputs, batch, metrics_dict)
-        if self.config.balancing_mult > 0:
-            scenes = torch.unique(outputs["scene_ids"])
-            losses["gate_loss"] = self.config.balancing_mult * self.field.trunk.balancing_loss(scenes)
+        if self.config.balancing_mult > 0:  # over every scene: one-scene batches could balance nothing
+            losses["gate_loss"] = self.config.balancing_mult * self.field.trunk.balancing_loss()
         return losses
 
     def grid_occupancy(self) -> float:
