@@ -7,6 +7,9 @@ import torch
 
 from nerf_loe.data.procedural import ProceduralSceneConfig, generate_procedural
 
+#: The tiny scene's generator settings (tests that compare with its true surfaces rebuild them).
+TINY_SCENE = ProceduralSceneConfig(seed=3, num_objects=3, width=32, height=32, num_views=24, supersample=1)
+
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Tests marked ``cuda`` run where a CUDA device is present and are skipped elsewhere."""
@@ -21,5 +24,4 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(scope="session")
 def tiny_scene(tmp_path_factory) -> Path:
     """A 32x32, 24-view procedural scene in Blender + nerfstudio formats."""
-    config = ProceduralSceneConfig(seed=3, num_objects=3, width=32, height=32, num_views=24, supersample=1)
-    return generate_procedural(config, tmp_path_factory.mktemp("tiny_scene"), show_progress=False)
+    return generate_procedural(TINY_SCENE, tmp_path_factory.mktemp("tiny_scene"), show_progress=False)

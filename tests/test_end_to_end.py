@@ -18,6 +18,19 @@ BIN = Path(sys.executable).parent
 METHODS = sorted(
     ep.name for ep in entry_points(group="nerfstudio.method_configs") if ep.value.startswith("nerf_loe.")
 )
+#: methods that train on one scene's data (the dictionary's two stages have their own test)
+SINGLE_SCENE = [m for m in METHODS if not m.startswith("nid-")]
+#: small dictionaries for the CPU
+NID_OPTIONS = [
+    "--pipeline.model.num-experts",
+    "8",
+    "--pipeline.model.top-k",
+    "2",
+    "--pipeline.model.hidden-dim",
+    "32",
+    "--pipeline.model.warmup-steps",
+    "20",
+]
 FIRST_STEPS, MORE_STEPS = 10, 200
 
 
@@ -35,6 +48,7 @@ def train(
     steps: int,
     load_dir: Path | None = None,
     dataparser: str = "blender-data",
+    options: tuple[str, ...] | list[str] = (),
 ) -> str:
     cmd = [
         str(BIN / "ns-train"),
@@ -64,7 +78,7 @@ def train(
     ]
     if load_dir is not None:
         cmd += ["--load-dir", str(load_dir)]
-    return run([*cmd, dataparser, "--data", str(scene)])
+    return run([*cmd, *options, dataparser, "--data", str(scene)])
 
 
 def evaluate(config: Path, output: Path) -> dict:
@@ -73,27 +87,59 @@ def evaluate(config: Path, output: Path) -> dict:
 
 
 def test_every_method_is_registered():
-    assert {"loe-nerf", "mlp-nerf", "partition-nerf", "asmr-nerf"} <= set(METHODS)
+    assert {"loe-nerf", "mlp-nerf", "partition-nerf", "asmr-nerf", "nid-dictionary", "nid-nerf"} <= set(
+        METHODS
+    )
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("method", METHODS)
-def test_train_eval_resume(method, tiny_scene, tmp_path):
+def train_eval_resume(method, data, tmp_path, dataparser="blender-data", options=(), rise=3.0) -> Path:
+    """Train, ns-eval, resume from the checkpoint, ns-eval again; PSNR must rise by ``rise`` dB.
+    Returns the resumed run's last checkpoint."""
     run_dir = tmp_path / "unnamed" / method
-    train(method, tiny_scene, tmp_path, "first", FIRST_STEPS)
+    train(method, data, tmp_path, "first", FIRST_STEPS, dataparser=dataparser, options=options)
     first_ckpts = sorted((run_dir / "first" / "nerfstudio_models").glob("*.ckpt"))
     assert [c.name for c in first_ckpts] == [f"step-{FIRST_STEPS - 1:09d}.ckpt"]
     first = evaluate(run_dir / "first" / "config.yml", tmp_path / "first.json")["results"]
     assert math.isfinite(first["psnr"]) and math.isfinite(first["ssim"])
 
-    log = train(method, tiny_scene, tmp_path, "resumed", MORE_STEPS, load_dir=first_ckpts[0].parent)
+    log = train(
+        method,
+        data,
+        tmp_path,
+        "resumed",
+        MORE_STEPS,
+        first_ckpts[0].parent,
+        dataparser=dataparser,
+        options=options,
+    )
     flat = "".join(log.split())  # rich wraps long paths
     assert "DoneloadingNerfstudiocheckpointfrom" in flat and first_ckpts[0].name in flat
     resumed_ckpts = sorted((run_dir / "resumed" / "nerfstudio_models").glob("*.ckpt"))
     assert resumed_ckpts[-1].name == f"step-{FIRST_STEPS + MORE_STEPS - 1:09d}.ckpt"
     last = evaluate(run_dir / "resumed" / "config.yml", tmp_path / "last.json")["results"]
     assert math.isfinite(last["psnr"]) and math.isfinite(last["ssim"])
-    assert last["psnr"] > first["psnr"] + 3.0, (first["psnr"], last["psnr"])
+    assert last["psnr"] > first["psnr"] + rise, (first["psnr"], last["psnr"])
+    return resumed_ckpts[-1]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", SINGLE_SCENE)
+def test_train_eval_resume(method, tiny_scene, tmp_path):
+    train_eval_resume(method, tiny_scene, tmp_path)
+
+
+@pytest.mark.slow
+def test_dictionary_then_a_held_out_scene_train_eval_resume(tmp_path):
+    """nid-dictionary over a tiny mug collection, then nid-nerf on its held-out mug from that
+    checkpoint, each through ns-train / ns-eval / resume."""
+    from nerf_loe.data.collections import CollectionConfig, make_collection
+    from nerf_loe.data.procedural import ProceduralSceneConfig
+
+    scene = ProceduralSceneConfig(width=24, height=24, num_views=16, supersample=1, family="mug")
+    mugs = make_collection(CollectionConfig(num_scenes=3, held_out=1, scene=scene), tmp_path / "mugs", False)
+    checkpoint = train_eval_resume("nid-dictionary", mugs, tmp_path / "dict", "collection-data", NID_OPTIONS)
+    fit_options = [*NID_OPTIONS, "--pipeline.model.dictionary", str(checkpoint)]
+    train_eval_resume("nid-nerf", mugs / "scene_002", tmp_path / "fit", options=fit_options, rise=1.0)
 
 
 @pytest.mark.slow

@@ -46,21 +46,32 @@ def test_a_scaled_world_renders_the_same_image(scale):
     assert torch.allclose(a["depth"] * scale, b["depth"], rtol=1e-3, atol=1e-4)
 
 
-def test_a_box_holding_cameras_shrinks_to_leave_them_outside():
+def _looking_at(target: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.normalize(target - positions, dim=-1)
+
+
+def test_a_box_holding_cameras_becomes_a_cube_around_their_focus_leaving_them_outside():
     aabb = torch.tensor([[-1.0] * 3, [1.0] * 3])
-    ring = torch.tensor([[0.9, 0.0, 0.3], [0.0, -0.8, 0.5], [-0.7, 0.2, 0.6]])  # inside [-1, 1]^3
-    fitted, reason = box_outside_cameras(aabb, ring)
-    nearest = min(float(c.norm()) for c in ring)
-    assert torch.allclose(fitted, torch.tensor([[-0.4 * nearest] * 3, [0.4 * nearest] * 3]))
+    target = torch.tensor([0.1, -0.2, 0.05])  # where the cameras look, off the box centre
+    ring = torch.tensor([[0.9, 0.0, 0.3], [0.0, -0.8, 0.5], [-0.7, 0.2, 0.6], [0.3, 0.7, 0.4]])
+    fitted, reason = box_outside_cameras(aabb, ring, _looking_at(target, ring))
+    half = 0.4 * min(float((c - target).norm()) for c in ring)
+    assert torch.allclose(fitted, torch.stack([target - half, target + half]), atol=1e-5)
     assert not ((ring >= fitted[0]) & (ring <= fitted[1])).all(dim=-1).any()
-    assert reason.startswith("3 of 3 training cameras lie inside the scene box")
-    assert box_outside_cameras(aabb, ring * 4) is None  # all outside already: the data's box stays
+    assert reason.startswith("4 of 4 training cameras lie inside the scene box")
+    far = ring * 4
+    assert box_outside_cameras(aabb, far, _looking_at(target, far)) is None  # already clear
+    forward = torch.tensor([[0.0, 0.0, -1.0]]).expand(4, 3)  # a forward-facing capture: no focus
+    assert box_outside_cameras(aabb, ring, forward) is None
 
 
 def test_bounded_models_clear_the_cameras_and_unbounded_ones_keep_the_box():
     cameras = torch.tensor([[0.0, 0.0, 0.8], [0.6, 0.0, 0.6]])
-    bounded = _model(1.0, camera_positions=cameras)
-    assert torch.allclose(bounded.scene_box.aabb, torch.tensor([[-0.4 * 0.8] * 3, [0.4 * 0.8] * 3]))
+    metadata = {"camera_positions": cameras, "camera_directions": _looking_at(torch.zeros(3), cameras)}
+    bounded = _model(1.0, **metadata)
+    assert torch.allclose(
+        bounded.scene_box.aabb, torch.tensor([[-0.4 * 0.8] * 3, [0.4 * 0.8] * 3]), atol=1e-5
+    )
     assert torch.allclose(bounded.field.normalizer.aabb, bounded.scene_box.aabb)
     torch.manual_seed(0)
     box = SceneBox(aabb=torch.tensor([[-1.0] * 3, [1.0] * 3]))
@@ -68,5 +79,5 @@ def test_bounded_models_clear_the_cameras_and_unbounded_ones_keep_the_box():
         LoEModelConfig(banks=("2x2x2",), hidden_dim=8, unbounded=True),
         LoEModelConfig(banks=("2x2x2",), hidden_dim=8, box_outside_cameras=False),
     ):
-        model = config.setup(scene_box=box, num_train_data=1, metadata={"camera_positions": cameras})
+        model = config.setup(scene_box=box, num_train_data=1, metadata=metadata)
         assert torch.equal(model.scene_box.aabb, box.aabb)

@@ -15,6 +15,7 @@ training time and vs iteration).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import multiprocessing
 import pickle
@@ -248,8 +249,11 @@ def setup_trainer(method: str, scene: Path, args: BenchmarkArgs, output_dir: Pat
     import nerf_loe.method_configs  # noqa: F401  (offline LPIPS, checkpoint fixes)
 
     config = copy.deepcopy(all_methods[method])
+    own = config.pipeline.datamanager.dataparser
     if args.dataparser == "blender":
         dataparser = BlenderDataParserConfig(data=scene, scale_factor=args.scale_factor)
+    elif isinstance(own, NerfstudioDataParserConfig):  # the method's own settings (our center: focus)
+        dataparser = dataclasses.replace(own, data=scene, scale_factor=args.scale_factor)
     else:
         dataparser = NerfstudioDataParserConfig(data=scene, scale_factor=args.scale_factor)
     config.pipeline.datamanager.dataparser = dataparser

@@ -1,7 +1,7 @@
 """nerfstudio's VanillaDataManager with the dataset validated before anything is read, what the
-training images show measured for the model (``metadata["backdrop"]``,
-``metadata["scene_extent"]``, ``metadata["camera_positions"]``), and optional error-driven ray
-selection (``teaching``)."""
+training images and cameras show measured for the model (``metadata["backdrop"]``,
+``["scene_extent"]``, ``["camera_positions"]``, ``["camera_directions"]``), and optional
+error-driven ray selection (``teaching``)."""
 
 from __future__ import annotations
 
@@ -55,7 +55,9 @@ class ValidatedDataManager(VanillaDataManager[InputDataset]):
         dataset.metadata["scene_extent"] = scene_extent(
             dataset.metadata["backdrop"], transparent_borders(borders)
         )
-        dataset.metadata["camera_positions"] = dataset.cameras.camera_to_worlds[:, :3, 3].detach().cpu()
+        poses = dataset.cameras.camera_to_worlds.detach().cpu()
+        dataset.metadata["camera_positions"] = poses[:, :3, 3]
+        dataset.metadata["camera_directions"] = -poses[:, :3, 2]  # nerfstudio cameras look down -z
         self.teaching: TeachingPixelSampler | None = None
         if config.teaching.enabled and self.train_pixel_sampler is not None:
             if config.patch_size > 1:

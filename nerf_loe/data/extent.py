@@ -38,27 +38,43 @@ def scene_extent(
 BOX_FRACTION = 0.4
 
 
+def focus_point(
+    positions: Float[Tensor, "n 3"], directions: Float[Tensor, "n 3"]
+) -> Float[Tensor, " 3"] | None:
+    """The point nearest to every camera's optical axis (least squares): where an orbit of cameras
+    looks. None when the axes are (nearly) parallel, as in a forward-facing capture."""
+    d = torch.nn.functional.normalize(directions.double(), dim=-1)
+    project = torch.eye(3, dtype=torch.float64) - d[:, :, None] * d[:, None, :]  # off-axis part
+    system = project.sum(0)
+    if torch.linalg.cond(system) > 1e4:
+        return None
+    return torch.linalg.solve(system, (project @ positions.double()[:, :, None]).sum(0))[:, 0].float()
+
+
 def box_outside_cameras(
-    aabb: Float[Tensor, "2 3"], cameras: Float[Tensor, "n 3"], fraction: float = BOX_FRACTION
+    aabb: Float[Tensor, "2 3"],
+    positions: Float[Tensor, "n 3"],
+    directions: Float[Tensor, "n 3"],
+    fraction: float = BOX_FRACTION,
 ) -> tuple[Float[Tensor, "2 3"], str] | None:
     """A bounded model's box must leave the cameras outside: a camera inside it can explain its
     own view with matter just in front of its lens, and every view does (nerfstudio-data scales the
     cameras into [-1, 1], its own scene box). When a camera lies in ``aabb``, the box becomes the
-    cube around its centre reaching ``fraction`` of the nearest camera's distance (all cameras then
-    lie outside it; content beyond it falls to the background); None when the box is already clear.
+    cube around the cameras' focus point reaching ``fraction`` of the nearest camera's distance
+    (every camera is then outside it; content beyond falls to the background). None when the box
+    is already clear, or the cameras share no focus (forward-facing: model it unbounded).
     """
-    center = (aabb[0] + aabb[1]) / 2
-    inside = ((cameras >= aabb[0]) & (cameras <= aabb[1])).all(dim=-1)
+    inside = ((positions >= aabb[0]) & (positions <= aabb[1])).all(dim=-1)
     if not bool(inside.any()):
         return None
-    nearest = float((cameras - center).norm(dim=-1).min())
-    if nearest <= 0:
-        return None  # a camera at the centre: no box leaves it outside; keep the data's box
+    center = focus_point(positions, directions)
+    if center is None:
+        return None
+    nearest = float((positions - center).norm(dim=-1).min())
     half = fraction * nearest
     fitted = torch.stack([center - half, center + half])
     reason = (
-        f"{int(inside.sum())} of {len(cameras)} training cameras lie inside the scene box: "
-        f"box shrunk to half-size {half:.3g} around its centre ({fraction:g} of the nearest "
-        "camera's distance)"
+        f"{int(inside.sum())} of {len(positions)} training cameras lie inside the scene box: box "
+        f"of half-size {half:.3g} around their focus point ({fraction:g} of the nearest camera's distance)"
     )
     return fitted, reason

@@ -1,0 +1,110 @@
+"""Exports of a trained model: the density mesh (this package's exporter) and nerfstudio's point
+cloud, against the tiny scene's true surfaces."""
+
+import subprocess
+
+import numpy as np
+import pytest
+from conftest import TINY_SCENE
+from test_end_to_end import BIN, train
+
+from nerf_loe.data.procedural import ProceduralRenderer, make_objects
+
+STEPS = 400
+
+
+@pytest.fixture(scope="module")
+def trained_run(tiny_scene, tmp_path_factory):
+    out = tmp_path_factory.mktemp("export_run")
+    train("loe-nerf", tiny_scene, out, "run", STEPS)
+    return out / "unnamed" / "loe-nerf" / "run" / "config.yml"
+
+
+def _truth() -> ProceduralRenderer:
+    return ProceduralRenderer(make_objects(TINY_SCENE))
+
+
+def _vertices(path) -> np.ndarray:
+    import open3d as o3d
+
+    return np.asarray(o3d.io.read_triangle_mesh(str(path)).vertices)
+
+
+@pytest.mark.slow
+def test_density_mesh_lies_on_the_true_surfaces(trained_run, tmp_path):
+    output = tmp_path / "mesh.ply"
+    result = subprocess.run(
+        [
+            str(BIN / "nerf-loe-export-mesh"),
+            "--load-config",
+            str(trained_run),
+            "--output",
+            str(output),
+            "--resolution",
+            "96",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    vertices = _vertices(output)
+    assert len(vertices) > 500
+    assert np.abs(vertices).max() <= 1.5 + 1e-4  # the scene box
+    distance = _truth().distance(vertices)
+    # objects span ~0.5-0.9 units; a 96^3 lattice of the 3-unit box has 0.03-unit cells
+    assert np.median(distance) < 0.06 and np.quantile(distance, 0.9) < 0.2, np.quantile(distance, [0.5, 0.9])
+
+
+@pytest.mark.slow
+def test_mesh_export_names_a_bad_level_in_one_line(trained_run, tmp_path):
+    result = subprocess.run(
+        [
+            str(BIN / "nerf-loe-export-mesh"),
+            "--load-config",
+            str(trained_run),
+            "--output",
+            str(tmp_path / "m.ply"),
+            "--resolution",
+            "16",
+            "--level",
+            "1e9",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode != 0 and "--level 1e+09: the density inside the box spans" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_nerfstudio_point_cloud_export_lies_on_the_true_surfaces(trained_run, tmp_path):
+    result = subprocess.run(
+        [
+            str(BIN / "ns-export"),
+            "pointcloud",
+            "--load-config",
+            str(trained_run),
+            "--output-dir",
+            str(tmp_path),
+            "--num-points",
+            "2000",
+            "--remove-outliers",
+            "True",
+            "--normal-method",
+            "open3d",
+            "--save-world-frame",
+            "True",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    import open3d as o3d
+
+    points = np.asarray(o3d.io.read_point_cloud(str(tmp_path / "point_cloud.ply")).points)
+    assert len(points) > 1000
+    distance = _truth().distance(points)
+    assert np.median(distance) < 0.08, np.quantile(distance, [0.5, 0.9])
