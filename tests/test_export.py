@@ -6,7 +6,7 @@ import subprocess
 import numpy as np
 import pytest
 from conftest import TINY_SCENE
-from test_end_to_end import BIN, train
+from test_end_to_end import BIN, run, train
 
 from nerf_loe.data.procedural import ProceduralRenderer, make_objects
 
@@ -33,7 +33,7 @@ def _vertices(path) -> np.ndarray:
 @pytest.mark.slow
 def test_density_mesh_lies_on_the_true_surfaces(trained_run, tmp_path):
     output = tmp_path / "mesh.ply"
-    result = subprocess.run(
+    run(
         [
             str(BIN / "nerf-loe-export-mesh"),
             "--load-config",
@@ -42,12 +42,8 @@ def test_density_mesh_lies_on_the_true_surfaces(trained_run, tmp_path):
             str(output),
             "--resolution",
             "96",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
+        ]
     )
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     vertices = _vertices(output)
     assert len(vertices) > 500
     assert np.abs(vertices).max() <= 1.5 + 1e-4  # the scene box
@@ -80,7 +76,7 @@ def test_mesh_export_names_a_bad_level_in_one_line(trained_run, tmp_path):
 
 @pytest.mark.slow
 def test_nerfstudio_point_cloud_export_lies_on_the_true_surfaces(trained_run, tmp_path):
-    result = subprocess.run(
+    run(
         [
             str(BIN / "ns-export"),
             "pointcloud",
@@ -96,12 +92,8 @@ def test_nerfstudio_point_cloud_export_lies_on_the_true_surfaces(trained_run, tm
             "open3d",
             "--save-world-frame",
             "True",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
+        ]
     )
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     import open3d as o3d
 
     points = np.asarray(o3d.io.read_point_cloud(str(tmp_path / "point_cloud.ply")).points)
