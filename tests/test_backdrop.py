@@ -3,7 +3,14 @@
 import pytest
 import torch
 
-from nerf_loe.data.backdrop import border_pixels, plain_backdrop, sampled_borders, transparent_borders
+from nerf_loe.data.backdrop import (
+    alpha_rule,
+    border_pixels,
+    over,
+    plain_backdrop,
+    sampled_borders,
+    transparent_borders,
+)
 
 
 def object_on(colour: tuple[float, float, float], size: int = 16) -> torch.Tensor:
@@ -71,3 +78,21 @@ def test_sky_transparent_above_an_opaque_ground_is_neither():
     image[:6, :, 3] = 0.0
     borders = sampled_borders([image].__getitem__, 1)
     assert not transparent_borders(borders) and plain_backdrop(borders) is None
+
+
+def test_alpha_rule_by_case():
+    rgb = torch.rand(40, 3)
+    assert alpha_rule(rgb) is None
+    cutout = torch.cat([torch.rand(40, 3), torch.zeros(40, 1)], dim=-1)
+    assert alpha_rule(cutout) == "subject"
+    sky = cutout.clone()
+    sky[:30, 3] = 1.0  # a quarter transparent: sky above an opaque ground
+    assert alpha_rule(sky) == "flatten"
+
+
+def test_over_composites_straight_alpha():
+    rgba = torch.tensor([[0.2, 0.4, 0.6, 0.25], [1.0, 0.0, 0.5, 1.0], [0.3, 0.3, 0.3, 0.0]])
+    colour = torch.tensor([1.0, 1.0, 1.0])
+    # by hand: 0.25 * (0.2, 0.4, 0.6) + 0.75 * 1; opaque: the colour itself; transparent: white
+    expected = torch.tensor([[0.8, 0.85, 0.9], [1.0, 0.0, 0.5], [1.0, 1.0, 1.0]])
+    torch.testing.assert_close(over(rgba, colour.expand(3, 3)), expected)

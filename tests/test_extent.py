@@ -80,6 +80,22 @@ def test_the_unbounded_preset_keeps_what_the_user_set(tmp_path_factory):
     assert (model.marcher.grid.levels, config.cone_angle, config.alpha_thre) == (2, 1 / 256, 0.01)
 
 
+@pytest.mark.parametrize(
+    ("background", "ground", "rule"),
+    [("white", False, None), ("transparent", False, "subject"), ("transparent", True, "flatten")],
+)
+def test_the_alpha_rule_follows_the_borders(tmp_path_factory, background, ground, rule):
+    """A transparent sky over a ground running past the cameras (POV-Ray's open scenes) is a hole in
+    an opaque scene: flattened onto white; transparency around an object isolates a subject."""
+    scene, _ = _scene(tmp_path_factory, background=background, ground=ground)
+    datamanager, model = _model_on(scene, unbounded=False)
+    assert datamanager.train_dataset.metadata["alpha_rule"] == rule
+    assert model.alpha_rule == (rule or "subject")
+    if rule == "flatten":  # measured on the flattened images: sky white, ground textured
+        assert datamanager.train_dataset.metadata["backdrop"] is None
+        assert datamanager.train_dataset.metadata["scene_extent"][0] == "unbounded"
+
+
 def test_extent_rule_by_case():
     assert scene_extent(None, transparent_borders=True)[0] == "bounded"
     assert scene_extent((1.0, 1.0, 1.0), transparent_borders=False)[0] == "bounded"

@@ -102,6 +102,18 @@ def test_rgb_images_are_the_target_as_they_are():
     assert pred is outputs["rgb"] and torch.equal(target, image) and not bool(model.alpha_data)
 
 
+@pytest.mark.parametrize("training", [True, False])
+def test_flattened_alpha_trains_as_an_opaque_photo_on_white(training):
+    """The flatten rule (a transparent sky over an opaque scene): the target is the image over
+    white, the prediction the rendered colour over the model's own background, as for RGB."""
+    model = _model("auto", metadata={"alpha_rule": "flatten"}).train(training)
+    outputs = {"rgb": torch.rand(3, 3), "rgb_foreground": torch.rand(3, 3), "accumulation": torch.rand(3, 1)}
+    image = torch.tensor([[0.2, 0.4, 0.6, 0.0], [0.2, 0.4, 0.6, 1.0], [0.2, 0.4, 0.6, 0.5]])
+    pred, target = model.composite(outputs, image)
+    assert pred is outputs["rgb"] and not bool(model.alpha_data)
+    torch.testing.assert_close(target, torch.tensor([[1.0, 1.0, 1.0], [0.2, 0.4, 0.6], [0.6, 0.7, 0.8]]))
+
+
 def test_last_sample_background_is_each_rays_last_sample_colour():
     model = _model("last_sample")
     ray_indices = torch.tensor([0, 0, 0, 2, 2])

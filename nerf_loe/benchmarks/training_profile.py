@@ -35,6 +35,8 @@ class ProfileArgs:
     every: int = 50
     """Iterations per reported row."""
     dataparser: Literal["blender", "nerfstudio"] = "nerfstudio"
+    scale_factor: float = 1.0
+    """Camera scale of the dataparser (see ``nerf_loe.benchmarks.methods --scale-factor``)."""
     set: tuple[str, ...] = ()
     """Model config overrides, ``key=value`` (see ``nerf_loe.benchmarks.methods --set``)."""
     seed: int = 42
@@ -62,7 +64,13 @@ def profile(args: ProfileArgs) -> list[dict[str, float]]:
     """Train ``args.steps`` iterations and return one row of figures per ``args.every``."""
     import nerf_loe.rendering.marcher as marcher_module
 
-    bench = BenchmarkArgs(dataparser=args.dataparser, set=args.set, seed=args.seed, device=args.device)
+    bench = BenchmarkArgs(
+        dataparser=args.dataparser,
+        scale_factor=args.scale_factor,
+        set=args.set,
+        seed=args.seed,
+        device=args.device,
+    )
     with tempfile.TemporaryDirectory(prefix="nerf_loe_profile_") as tmp:
         trainer = setup_trainer(args.method, args.scene, bench, Path(tmp))
         model = trainer.pipeline.model

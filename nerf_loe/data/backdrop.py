@@ -10,11 +10,17 @@ The measurement: the outermost rows and columns of up to ``max_images`` training
 spread). The backdrop is their median colour when at least ``share`` of those pixels lie within
 ``tolerance`` of it in every channel (and, with an alpha channel, all are opaque); the borders are
 transparent when at least ``share`` of them have alpha below 1/2.
+
+An alpha channel is read by the same measurement (:func:`alpha_rule`): transparent borders mean
+an isolated subject, whose transparency the loss must honour; otherwise the alpha only marks holes
+in an opaque scene (POV-Ray leaves the sky transparent when a scene has no sky sphere), and the
+images are flattened onto white, as nerfstudio's blender-data loads them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Literal
 
 import torch
 from jaxtyping import Float
@@ -52,6 +58,29 @@ def plain_backdrop(
     colour = borders.median(dim=0).values
     agree = ((borders - colour).abs() <= tolerance).all(dim=-1).float().mean().item()
     return tuple(colour.tolist()) if agree >= share else None
+
+
+AlphaRule = Literal["subject", "flatten"]
+
+
+def alpha_rule(borders: Float[Tensor, "n c"], share: float = 0.9) -> AlphaRule | None:
+    """How to train on the images' alpha channel: None without one; ``subject`` when the borders
+    are transparent (an isolated subject: target and prediction are composited on a random colour,
+    so matter on transparent pixels always costs loss); ``flatten`` otherwise (the transparency is
+    a hole in a scene whose content runs past the borders, and past any box around the cameras'
+    target: composited on random colours, that content would have to be forged inside the box, which
+    every view does differently; flattened onto white, it falls to the background like any opaque
+    photo's).
+    """
+    if borders.shape[-1] != 4:
+        return None
+    return "subject" if transparent_borders(borders, share) else "flatten"
+
+
+def over(rgba: Float[Tensor, "*batch 4"], colour: Float[Tensor, "*batch 3"]) -> Float[Tensor, "*batch 3"]:
+    """Straight-alpha RGBA composited over ``colour``: ``rgb * a + colour * (1 - a)``."""
+    alpha = rgba[..., 3:]
+    return rgba[..., :3] * alpha + colour * (1.0 - alpha)
 
 
 def transparent_borders(borders: Float[Tensor, "n c"], share: float = 0.9) -> bool:

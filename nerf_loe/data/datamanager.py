@@ -1,6 +1,6 @@
 """nerfstudio's VanillaDataManager with the dataset validated before anything is read, what the
 training images and cameras show measured for the model (``metadata["backdrop"]``,
-``["scene_extent"]``, ``["camera_positions"]``, ``["camera_directions"]``), and optional
+``["alpha_rule"]``, ``["scene_extent"]``, ``["camera_positions"]``, ``["camera_directions"]``), and optional
 error-driven ray selection (``teaching``)."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from nerfstudio.data.datasets.base_dataset import InputDataset
 from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes
 from torch import Tensor
 
-from nerf_loe.data.backdrop import plain_backdrop, sampled_borders, transparent_borders
+from nerf_loe.data.backdrop import alpha_rule, over, plain_backdrop, sampled_borders
 from nerf_loe.data.extent import scene_extent
 from nerf_loe.data.teaching_sampler import TeachingConfig, TeachingPixelSampler
 from nerf_loe.data.validation import validate_dataset
@@ -35,8 +35,9 @@ class ValidatedDataManagerConfig(VanillaDataManagerConfig):
 class ValidatedDataManager(VanillaDataManager[InputDataset]):
     """Validates ``config.dataparser``'s data, then behaves exactly like VanillaDataManager; the
     training dataset's metadata (which the pipeline passes to the model) gains ``backdrop``, the
-    plain backdrop colour of its images or None (:mod:`nerf_loe.data.backdrop`), and
-    ``scene_extent``, the extent and its reason (:mod:`nerf_loe.data.extent`)."""
+    plain backdrop colour of its images or None, ``alpha_rule``, how to train on their alpha channel
+    (both :mod:`nerf_loe.data.backdrop`), ``scene_extent``, the extent and its reason
+    (:mod:`nerf_loe.data.extent`), and the training cameras' positions and viewing directions."""
 
     def __init__(
         self,
@@ -51,10 +52,11 @@ class ValidatedDataManager(VanillaDataManager[InputDataset]):
         super().__init__(config, device, test_mode, world_size, local_rank, **kwargs)
         dataset = self.train_dataset
         borders = sampled_borders(dataset.get_image_float32, len(dataset))
+        rule = dataset.metadata["alpha_rule"] = alpha_rule(borders)
+        if rule == "flatten":  # measured as the model will see them
+            borders = over(borders, torch.ones(3))
         dataset.metadata["backdrop"] = plain_backdrop(borders)
-        dataset.metadata["scene_extent"] = scene_extent(
-            dataset.metadata["backdrop"], transparent_borders(borders)
-        )
+        dataset.metadata["scene_extent"] = scene_extent(dataset.metadata["backdrop"], rule == "subject")
         poses = dataset.cameras.camera_to_worlds.detach().cpu()
         dataset.metadata["camera_positions"] = poses[:, :3, 3]
         dataset.metadata["camera_directions"] = -poses[:, :3, 2]  # nerfstudio cameras look down -z

@@ -25,6 +25,7 @@ from torch.nn import Parameter
 
 from nerf_loe.compat.lpips import OfflineLPIPS
 from nerf_loe.components.implementation import choose_implementation
+from nerf_loe.data.backdrop import over
 from nerf_loe.data.extent import box_outside_cameras
 from nerf_loe.errors import ConfigError
 from nerf_loe.evaluation.complexity import format_complexity
@@ -67,7 +68,10 @@ class FieldModelConfig(ModelConfig):
     colour fills the transmittance left (opaque scenes with content beyond the box); a ray the grid
     culls entirely takes the field's colour where it leaves the box. white/black: a constant;
     random: a random colour per ray in training (white at evaluation). Images with an alpha channel
-    always train on a random colour and evaluate on white, prediction and target alike."""
+    around an isolated subject (transparent borders) train on a random colour and evaluate on white,
+    prediction and target alike; other images with an alpha channel (a transparent sky over an
+    opaque scene) are flattened onto white and trained as opaque photos
+    (:func:`nerf_loe.data.backdrop.alpha_rule`)."""
     distortion_loss_mult: float = 0.0
     """Weight of mip-NeRF 360's distortion loss (weight spread along rays: fog, floaters); not used
     on RGBA data. Off by default: no measured gain (objects on white +0.4 dB at one seed, within
@@ -133,6 +137,8 @@ class FieldModel(Model):
         # Set once the data shows an alpha channel: the background is then the compositing colour,
         # also for ns-eval / ns-render / the viewer after loading a checkpoint.
         self.register_buffer("alpha_data", torch.tensor(False))
+        # How the training images' alpha is read; "subject" when the data manager measured nothing.
+        self.alpha_rule = (self.kwargs.get("metadata") or {}).get("alpha_rule") or "subject"
         from torchmetrics.functional import structural_similarity_index_measure
         from torchmetrics.image import PeakSignalNoiseRatio
 
@@ -286,19 +292,20 @@ class FieldModel(Model):
     def composite(self, outputs: dict[str, Tensor], image: Tensor) -> tuple[Tensor, Tensor]:
         """Prediction and target on the same background; never blends the target with the model.
 
-        RGB images are the target as they are. Images with an alpha channel are composited, target
-        and prediction alike, on a random colour per pixel in training (so density on transparent
-        pixels always costs loss) and on white in evaluation.
+        RGB images are the target as they are; so are images with an alpha channel under the
+        ``flatten`` rule, flattened onto white. Under the ``subject`` rule they are composited,
+        target and prediction alike, on a random colour per pixel in training (so density on
+        transparent pixels always costs loss) and on white in evaluation.
         """
         image = image.to(self.device)
         if image.shape[-1] != 4:
             return outputs["rgb"], image
+        if self.alpha_rule == "flatten":
+            return outputs["rgb"], over(image, torch.ones_like(image[..., :3]))
         if not bool(self.alpha_data):
             self.alpha_data.fill_(True)
         color = torch.rand_like(image[..., :3]) if self.training else torch.ones_like(image[..., :3])
-        alpha = image[..., 3:]
-        target = image[..., :3] * alpha + color * (1.0 - alpha)
-        return outputs["rgb_foreground"] + (1.0 - outputs["accumulation"]) * color, target
+        return outputs["rgb_foreground"] + (1.0 - outputs["accumulation"]) * color, over(image, color)
 
     def grid_occupancy(self) -> float:
         """Occupied share of the occupancy grid."""
