@@ -224,3 +224,12 @@ def test_sharing_benchmark_runs_only_the_last_layers_per_sample_with_warm_tables
         # warm: every cell is in a table, so only the remainder's modulator and the output run per sample
         assert r["warm_macs"] == 3 * 8 + 8 * 16
     assert "| 8 | 2-2-2-2-2-2-2 |" in report(rows, args, len(positions))
+
+
+def test_output_stems_keep_their_dots():
+    from pathlib import Path
+
+    from nerf_loe.benchmarks import beside
+
+    assert beside(Path("results/loe_scale_0.1"), ".md") == Path("results/loe_scale_0.1.md")
+    assert beside(Path("plain"), "_views.png") == Path("plain_views.png")

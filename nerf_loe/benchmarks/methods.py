@@ -37,6 +37,7 @@ import torch
 import tyro
 from torch import nn
 
+from nerf_loe.benchmarks import beside
 from nerf_loe.benchmarks.timing import Stopwatch
 from nerf_loe.errors import ConfigError, install_excepthook
 
@@ -489,15 +490,15 @@ def write_report(results: list[MethodResult], args: BenchmarkArgs, scenes: list[
         f"![test views]({args.out.name}_views.png)",
     ]
     text = "\n\n".join(part for part in sections if part) + "\n"
-    args.out.with_suffix(".md").write_text(text)
+    beside(args.out, ".md").write_text(text)
     images = ("view", "target")  # in the PNG grid, not in the JSON
     payload = {
         "command": command,
         "scenes": [str(scene) for scene in scenes],
         "results": [{k: v for k, v in asdict(r).items() if k not in images} for r in results],
     }
-    args.out.with_suffix(".json").write_text(json.dumps(payload, indent=1, default=str))
-    plot(results, args.out.with_suffix(".png"), title)
+    beside(args.out, ".json").write_text(json.dumps(payload, indent=1, default=str))
+    plot(results, beside(args.out, ".png"), title)
     view_grid(results, args.out.parent / f"{args.out.name}_views.png")
     print(text)
     return text

@@ -27,6 +27,7 @@ import tyro
 from jaxtyping import Float
 from torch import Tensor, nn
 
+from nerf_loe.benchmarks import beside
 from nerf_loe.components.asmr import ASMR, Modulator, Sharing
 from nerf_loe.components.siren import Siren
 from nerf_loe.components.tiling import parse_counts
@@ -183,13 +184,13 @@ def main() -> None:
     rows = run(args)
     text = report(rows, args)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".md").write_text(text)
+    beside(args.out, ".md").write_text(text)
     payload = {
         "command": "nerf-loe-raster " + shlex.join(sys.argv[1:]),
         "args": asdict(args),
         "results": rows,
     }
-    args.out.with_suffix(".json").write_text(json.dumps(payload, indent=1, default=str))
+    beside(args.out, ".json").write_text(json.dumps(payload, indent=1, default=str))
     print(text)
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 import tyro
 
+from nerf_loe.benchmarks import beside
 from nerf_loe.benchmarks.methods import RESULTS
 from nerf_loe.benchmarks.timing import Stopwatch
 from nerf_loe.components import routing
@@ -88,7 +89,7 @@ def main() -> None:
         lines.append(f"| loe | {chunk} | {ms:.1f} | {ms / mlp_ms:.2f} |")
     print("\n".join(lines))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    beside(args.out, ".md").write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

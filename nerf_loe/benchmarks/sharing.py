@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 import tyro
 
+from nerf_loe.benchmarks import beside
 from nerf_loe.benchmarks.timing import Stopwatch
 from nerf_loe.components.asmr import ASMR
 from nerf_loe.errors import install_excepthook
@@ -130,7 +131,7 @@ def main() -> None:
     rows = measure(args)
     text = report(rows, args, math.prod(args.image) * args.samples)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".md").write_text(text)
+    beside(args.out, ".md").write_text(text)
     print(text)
 
 

@@ -21,6 +21,7 @@ from typing import Literal
 import torch
 import tyro
 
+from nerf_loe.benchmarks import beside
 from nerf_loe.benchmarks.methods import RESULTS, BenchmarkArgs, setup_trainer, train_step
 from nerf_loe.benchmarks.timing import Stopwatch
 from nerf_loe.errors import ConfigError, install_excepthook
@@ -135,7 +136,7 @@ def main() -> None:
         )
     lines += ["", f"Test PSNR after {rows[-1]['step']} iterations: {rows[-1]['test_psnr']:.2f} dB", ""]
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".md").write_text("\n".join(lines))
+    beside(args.out, ".md").write_text("\n".join(lines))
     print("\n".join(lines))
 
 
