@@ -17,7 +17,7 @@ def mugs(tmp_path_factory):
     )
 
 
-def _trainer(collection, tmp_path, steps: int):
+def _trainer_config(collection, tmp_path, steps: int):
     from nerfstudio.configs.method_configs import all_methods
 
     import nerf_loe.method_configs  # noqa: F401
@@ -34,6 +34,11 @@ def _trainer(collection, tmp_path, steps: int):
     config.vis = "tensorboard"
     config.output_dir = tmp_path
     config.set_timestamp()
+    return config
+
+
+def _trainer(collection, tmp_path, steps: int):
+    config = _trainer_config(collection, tmp_path, steps)
     torch.manual_seed(0)
     trainer = config.setup(local_rank=0, world_size=1)
     trainer.setup(test_mode="val")
@@ -134,3 +139,60 @@ def test_fitting_a_new_scene_trains_only_its_code_and_bias(mugs, tmp_path):
         _fitter(mugs / "scene_002", tmp_path / "bad", checkpoint, hidden_dim=24)
     with pytest.raises(ConfigError, match="no such checkpoint"):
         _fitter(mugs / "scene_002", tmp_path / "none", tmp_path / "missing.ckpt")
+
+
+def _train_and_save_parameters(local_rank: int, world_size: int, config, global_rank: int = 0) -> None:
+    """nerfstudio's train_loop (seeded per rank, as it is), then each replica's parameters saved."""
+    torch.manual_seed(config.machine.seed + global_rank)  # replicas start apart: DDP must join them
+    trainer = config.setup(local_rank=local_rank, world_size=world_size)
+    trainer.setup(test_mode="val")
+    model = trainer.pipeline.model
+
+    def parameters() -> dict[str, torch.Tensor]:
+        return {name: p.detach().clone() for name, p in model.named_parameters()}
+
+    start = parameters()
+    trainer.train()
+    torch.save({"start": start, "end": parameters()}, config.output_dir / f"rank{global_rank}.pt")
+
+
+@pytest.mark.slow
+def test_two_cpu_processes_train_one_dictionary(mugs, tmp_path):
+    """nerfstudio's multi-device launch with gloo on 2 CPU processes (its worker and DDP made to run
+    on the CPU by nerf_loe.compat.distributed): each replica trains on its own batches and scenes,
+    and after the steps every parameter agrees across the replicas and has moved from its start."""
+    from nerfstudio.scripts.train import launch
+
+    from nerf_loe.compat import install
+
+    config = _trainer_config(mugs, tmp_path, steps=6)
+    config.machine.num_devices = 2
+    config.max_num_iterations = 6
+    install()  # as the final ns-train config's construction does
+    launch(_train_and_save_parameters, 2, device_type="cpu", config=config)
+    runs = [torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1)]
+    start, end = runs[0]["start"], [run["end"] for run in runs]
+    assert end[0].keys() == end[1].keys() and len(end[0]) > 0
+    for name, value in end[0].items():
+        torch.testing.assert_close(end[1][name], value, rtol=0, atol=1e-6, msg=name)
+    moved = [name for name, value in start.items() if not torch.allclose(value, end[0][name])]
+    assert "field.trunk.codes" in moved and len(moved) > len(start) // 2, moved
+
+
+def test_ns_train_installs_the_cpu_worker_when_it_builds_its_config():
+    """In a fresh interpreter, ns-train's own import order: nerfstudio's training module loads this
+    plugin before it defines its worker; building the parsed config installs ours."""
+    import subprocess
+    import sys
+
+    code = (
+        "import nerfstudio.scripts.train as t, tyro\n"
+        "from nerfstudio.configs.method_configs import AnnotatedBaseConfigUnion\n"
+        "from nerf_loe.compat.distributed import cpu_capable_worker\n"
+        "before = t._distributed_worker is cpu_capable_worker\n"
+        "tyro.cli(AnnotatedBaseConfigUnion, args=['loe-nerf', '--machine.num-devices', '2'])\n"
+        "print(before, t._distributed_worker is cpu_capable_worker)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[-2:] == ["False", "True"], out.stdout[-500:]

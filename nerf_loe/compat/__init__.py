@@ -1,19 +1,25 @@
-"""Fixes nerfstudio 1.1.5 needs to run with torch >= 2.6 and without network access.
+"""Fixes nerfstudio 1.1.5 needs to run with torch >= 2.6, without network access, and on several
+CPU processes.
 
 :func:`install` is called when nerfstudio loads this plugin's method configs, so the fixes
 apply to every ``ns-*`` command (including nerfstudio's own methods) once the plugin is installed.
-It is idempotent and changes nothing but the two documented points below.
+It is idempotent and changes nothing but what each module documents.
 """
 
 from __future__ import annotations
 
 from nerf_loe.compat.checkpoints import allow_nerfstudio_checkpoint_globals
+from nerf_loe.compat.distributed import patch_nerfstudio_distributed
 from nerf_loe.compat.lpips import patch_nerfstudio_lpips
+from nerf_loe.compat.spiral import patch_nerfstudio_spiral
 from nerf_loe.errors import install_excepthook
 
 
 def install() -> None:
-    """Apply the checkpoint, LPIPS and error-printing fixes (safe to call repeatedly)."""
+    """Apply the checkpoint, LPIPS, multi-device, spiral and error-printing fixes (safe to call
+    repeatedly)."""
     allow_nerfstudio_checkpoint_globals()
     patch_nerfstudio_lpips()
+    patch_nerfstudio_distributed()
+    patch_nerfstudio_spiral()
     install_excepthook()

@@ -1,5 +1,7 @@
 """The pipeline of every method here: nerfstudio's VanillaPipeline, telling the data manager each
-training ray's colour error so that error-driven selection (teaching) can use it."""
+training ray's colour error so that error-driven selection (teaching) can use it, and runnable on
+several processes (VanillaPipeline's steps expect a distributed sampler its data manager never
+makes)."""
 
 from __future__ import annotations
 
@@ -9,10 +11,16 @@ import torch
 from nerfstudio.pipelines.base_pipeline import VanillaPipeline, VanillaPipelineConfig
 from torch import Tensor
 
+from nerf_loe.compat.distributed import patch_nerfstudio_distributed
+
 
 @dataclass
 class TeachingPipelineConfig(VanillaPipelineConfig):
     _target: type = field(default_factory=lambda: TeachingPipeline)
+
+    def __post_init__(self) -> None:
+        # the final (parsed) config is built once nerfstudio's training module has loaded
+        patch_nerfstudio_distributed()
 
 
 def ray_errors(model, outputs: dict[str, Tensor], batch: dict[str, Tensor]) -> Tensor:
@@ -37,4 +45,15 @@ class TeachingPipeline(VanillaPipeline):
         record = getattr(self.datamanager, "record_errors", None)
         if record is not None and getattr(self.datamanager, "teaching", None) is not None:
             record(batch, ray_errors(self.model, model_outputs, batch))
+        return model_outputs, loss_dict, metrics_dict
+
+    def get_eval_loss_dict(self, step: int):
+        """VanillaPipeline's, without its distributed sampler's epoch (evaluation runs on the main
+        process only)."""
+        self.eval()
+        ray_bundle, batch = self.datamanager.next_eval(step)
+        model_outputs = self.model(ray_bundle)
+        metrics_dict = self.model.get_metrics_dict(model_outputs, batch)
+        loss_dict = self.model.get_loss_dict(model_outputs, batch, metrics_dict)
+        self.train()
         return model_outputs, loss_dict, metrics_dict
