@@ -5,7 +5,7 @@
 
 PY      := .venv/bin/python
 STAMPS  := .venv/.stamps
-APT_PKGS := libusb-1.0-0 libgl1 libgomp1 povray povray-examples
+APT_PKGS := libusb-1.0-0 libgl1 libgomp1 povray povray-examples ffmpeg chromium
 
 .PHONY: demo test lint install
 

@@ -1,8 +1,10 @@
-"""The README demo: render the default POV-Ray scene once, train loe-nerf on it, evaluate it.
+"""The README demo: render the default POV-Ray scene once, train loe-nerf on it, evaluate it, and
+show it: a turntable video (ns-render along :mod:`nerf_loe.inspection.orbit`'s path) and a
+coloured density mesh (:mod:`nerf_loe.inspection.export_mesh`).
 
 Everything is cached under ``data/``: the scene is rendered once (chess2 at 100x75, 60 views; the
-procedural scene when POV-Ray is missing), training is skipped when its checkpoint exists, so a
-second run prints the stored result in seconds.
+procedural scene when POV-Ray is missing), training is skipped when its checkpoint exists and each
+output when its file exists, so a second run prints the stored result in seconds.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from nerf_loe.data.formats import MARKER
 from nerf_loe.data.povray import PovrayConfig, render_povray_scene
 from nerf_loe.data.procedural import ProceduralSceneConfig, generate_procedural
 from nerf_loe.errors import install_excepthook
+from nerf_loe.inspection.export_mesh import ExportMesh, export
+from nerf_loe.inspection.orbit import OrbitPath, write_orbit
 
 CHESS2 = Path("/usr/share/doc/povray/examples/advanced/chess2.pov")
 
@@ -31,6 +35,8 @@ class DemoArgs:
     method: str = "loe-nerf"
     steps: int = 1000
     rays_per_batch: int = 1024
+    turntable_frames: int = 60
+    mesh_resolution: int = 160
 
 
 def default_scene(data: Path, width: int = 100, height: int = 75, num_views: int = 60) -> Path:
@@ -97,9 +103,29 @@ def main() -> None:
             ],
             check=True,
         )
+    config = run_dir / "config.yml"
+    video, mesh = run_dir / "turntable.mp4", run_dir / "mesh.ply"
+    if not video.is_file():
+        path = write_orbit(OrbitPath(config, run_dir / "orbit.json", frames=args.turntable_frames))
+        subprocess.run(
+            [
+                str(bin_dir / "ns-render"),
+                "camera-path",
+                "--load-config",
+                str(config),
+                "--camera-path-filename",
+                str(path),
+                "--output-path",
+                str(video),
+            ],
+            check=True,
+        )
+    if not mesh.is_file():
+        export(ExportMesh(config, mesh, resolution=args.mesh_resolution))
     metrics = json.loads(result.read_text())["results"]
     print(f"{args.method} on {scene.name}: test PSNR {metrics['psnr']:.2f} dB, SSIM {metrics['ssim']:.3f}")
-    print(f"run: {run_dir} (view with: ns-viewer --load-config {run_dir / 'config.yml'})")
+    print(f"turntable: {video}; mesh: {mesh}")
+    print(f"run: {run_dir} (view with: ns-viewer --load-config {config})")
 
 
 if __name__ == "__main__":

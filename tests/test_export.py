@@ -1,6 +1,8 @@
-"""Exports of a trained model: the density mesh (this package's exporter) and nerfstudio's point
-cloud, against the tiny scene's true surfaces."""
+"""Exports and renders of a trained model: the density mesh (this package's exporter) and
+nerfstudio's point cloud against the tiny scene's true surfaces; ns-render videos (interpolated,
+spiral, and this package's orbit) with the frame counts asked for."""
 
+import json
 import subprocess
 
 import numpy as np
@@ -100,3 +102,32 @@ def test_nerfstudio_point_cloud_export_lies_on_the_true_surfaces(trained_run, tm
     assert len(points) > 1000
     distance = _truth().distance(points)
     assert np.median(distance) < 0.08, np.quantile(distance, [0.5, 0.9])
+
+
+def _frames(video) -> int:
+    """Frames in a video, decoded and counted by ffprobe."""
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0", "-show_entries",
+         "stream=nb_read_frames", "-of", "csv=p=0", str(video)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return int(out.stdout.strip())
+
+
+@pytest.mark.slow
+def test_ns_render_writes_videos_with_the_frames_asked_for(trained_run, tiny_scene, tmp_path):
+    common = ["--load-config", str(trained_run), "--rendered-output-names", "rgb", "bank_map"]
+    orbit = tmp_path / "orbit.json"
+    run([str(BIN / "nerf-loe-orbit"), "--load-config", str(trained_run), "--output", str(orbit),
+         "--frames", "6"])  # fmt: skip
+    assert len(json.loads(orbit.read_text())["camera_path"]) == 6
+    run([str(BIN / "ns-render"), "camera-path", *common, "--camera-path-filename", str(orbit),
+         "--output-path", str(tmp_path / "orbit.mp4")])  # fmt: skip
+    assert _frames(tmp_path / "orbit.mp4") == 6
+    run([str(BIN / "ns-render"), "spiral", *common, "--seconds", "1", "--frame-rate", "5",
+         "--output-path", str(tmp_path / "spiral.mp4")])  # fmt: skip
+    assert _frames(tmp_path / "spiral.mp4") == 5
+    run([str(BIN / "ns-render"), "interpolate", *common, "--interpolation-steps", "2", "--frame-rate", "4",
+         "--output-path", str(tmp_path / "interpolate.mp4")])  # fmt: skip
+    test_views = len(json.loads((tiny_scene / "transforms_test.json").read_text())["frames"])
+    assert _frames(tmp_path / "interpolate.mp4") == 2 * (test_views - 1)  # steps per pair of test views

@@ -1,0 +1,116 @@
+"""The nerfstudio viewer on a trained loe-nerf run, in a real browser (Debian's Chromium, driven by
+Playwright; nothing is downloaded): ns-viewer serves it on 127.0.0.1, the page must show a render,
+offer our outputs, and change the picture when the output switches to the bank map. The
+screenshots are kept under ``tests/artifacts/`` (git-ignored)."""
+
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_end_to_end import BIN, train
+
+ARTIFACTS = Path(__file__).parent / "artifacts"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for_port(port: int, process: subprocess.Popen, log: Path, timeout: float = 240.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"ns-viewer exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(1.0)
+    pytest.fail(f"ns-viewer did not listen on port {port} within {timeout:.0f} s:\n{log.read_text()[-3000:]}")
+
+
+def _canvas(page) -> np.ndarray:
+    """The 3-D view (viser's WebGL canvas) as an RGB array."""
+    from io import BytesIO
+
+    from PIL import Image
+
+    png = page.locator("canvas").first.screenshot()
+    return np.asarray(Image.open(BytesIO(png)).convert("RGB")).astype(np.float32)
+
+
+def _wait_for_change(page, before: np.ndarray | None, timeout: float, min_std: float = 8.0) -> np.ndarray:
+    """Poll the canvas until it shows structure (pixel spread above ``min_std``) and differs from
+    ``before``; returns the last picture (the assertion is the caller's)."""
+    deadline = time.monotonic() + timeout
+    picture = _canvas(page)
+    while time.monotonic() < deadline:
+        picture = _canvas(page)
+        changed = before is None or np.abs(picture - before).mean() > 2.0
+        if picture.std() > min_std and changed:
+            return picture
+        time.sleep(1.0)
+    return picture
+
+
+@pytest.fixture(scope="module")
+def viewer_url(tiny_scene, tmp_path_factory):
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Chromium is not installed: `make test` installs Debian's chromium package")
+    out = tmp_path_factory.mktemp("viewer_run")
+    train("loe-nerf", tiny_scene, out, "run", 300)
+    config = out / "unnamed" / "loe-nerf" / "run" / "config.yml"
+    port = _free_port()
+    log = out / "viewer.log"
+    with log.open("w") as sink:
+        process = subprocess.Popen(
+            [
+                str(BIN / "ns-viewer"),
+                "--load-config",
+                str(config),
+                "--viewer.websocket-host",
+                "127.0.0.1",
+                "--viewer.websocket-port",
+                str(port),
+            ],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            _wait_for_port(port, process, log)
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_viewer_renders_offers_our_outputs_and_switches_to_the_bank_map(viewer_url):
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        flags = ["--no-sandbox", "--use-angle=swiftshader", "--enable-unsafe-swiftshader"]
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=flags)
+        page = browser.new_page(viewport={"width": 1000, "height": 700})
+        page.goto(viewer_url)
+        page.wait_for_selector("canvas", timeout=120_000)
+        rgb = _wait_for_change(page, None, timeout=180)
+        page.screenshot(path=str(ARTIFACTS / "viewer_rgb.png"))
+        assert rgb.std() > 8.0, "the render area stayed blank"
+
+        page.get_by_label("Output type").click()
+        options = page.get_by_role("option").all_inner_texts()
+        assert {"rgb", "depth", "accumulation", "bank_map"} <= set(options), options
+        page.get_by_role("option", name="bank_map", exact=True).click()
+        bank_map = _wait_for_change(page, rgb, timeout=180)
+        page.screenshot(path=str(ARTIFACTS / "viewer_bank_map.png"))
+        browser.close()
+    assert np.abs(bank_map - rgb).mean() > 2.0, "switching to bank_map did not change the picture"
