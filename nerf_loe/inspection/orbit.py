@@ -33,18 +33,9 @@ from jaxtyping import Float
 from nerfstudio.utils.rich_utils import CONSOLE
 from torch import Tensor
 
+from nerf_loe.data.cameras import look_at
 from nerf_loe.data.extent import focus_point
 from nerf_loe.errors import ConfigError, install_excepthook
-
-
-def look_at(position: Float[Tensor, " 3"], target: Float[Tensor, " 3"], up: Float[Tensor, " 3"]) -> Tensor:
-    """Camera-to-world [4, 4] of an OpenGL camera (looking down -z, y up) at ``position`` facing
-    ``target``, rolled so its y axis leans towards ``up``."""
-    back = torch.nn.functional.normalize(position - target, dim=0)
-    right = torch.nn.functional.normalize(torch.linalg.cross(up, back), dim=0)
-    c2w = torch.eye(4)
-    c2w[:3, 0], c2w[:3, 1], c2w[:3, 2], c2w[:3, 3] = right, torch.linalg.cross(back, right), back, position
-    return c2w
 
 
 def orbit_path(
@@ -89,7 +80,7 @@ def orbit_path(
         angle = 2 * math.pi * k / frames
         bearing = math.cos(angle) * east + math.sin(angle) * north
         position = centre + radius * (math.cos(elevation) * bearing + math.sin(elevation) * up)
-        c2w = look_at(position, centre, up)
+        c2w = look_at(position.double().numpy(), centre.double().numpy(), up.double().numpy())
         path.append({"camera_to_world": c2w.flatten().tolist(), "fov": fov_deg, "aspect": width / height})
     return {
         "camera_type": "perspective",
