@@ -9,7 +9,7 @@ import torch
 from nerf_loe.benchmarks import timing
 from nerf_loe.components import asmr, dictionary, frequency_mask, gating
 from nerf_loe.data import teaching_selection
-from nerf_loe.inspection import mesh, orbit, region_map
+from nerf_loe.inspection import grid_view, mesh, orbit, region_map
 from nerf_loe.rendering import marching, volume_rendering
 from nerf_loe.training import teaching_schedule
 
@@ -24,6 +24,7 @@ from nerf_loe.training import teaching_schedule
         teaching_schedule,
         teaching_selection,
         region_map,
+        grid_view,
         mesh,
         orbit,
         frequency_mask,

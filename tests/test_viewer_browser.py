@@ -1,6 +1,7 @@
 """The nerfstudio viewer on a trained loe-nerf run, in a real browser (Debian's Chromium, driven by
 Playwright; nothing is downloaded): ns-viewer serves it on 127.0.0.1, the page must show a render,
-offer our outputs, and change the picture when the output switches to the bank map. The
+offer our outputs, change the picture when the output switches to the bank map, and draw the
+occupancy grid's cells into the 3-D scene when its checkbox is ticked. The
 screenshots are kept under ``tests/artifacts/`` (git-ignored)."""
 
 import shutil
@@ -37,13 +38,17 @@ def _wait_for_port(port: int, process: subprocess.Popen, log: Path, timeout: flo
 
 
 def _canvas(page) -> np.ndarray:
-    """The 3-D view (viser's WebGL canvas) as an RGB array."""
+    """The 3-D view (viser's WebGL canvas) left of the control panel, which overlays the canvas
+    (its tooltips and widgets would count as changes), as an RGB array."""
     from io import BytesIO
 
     from PIL import Image
 
     png = page.locator("canvas").first.screenshot()
-    return np.asarray(Image.open(BytesIO(png)).convert("RGB")).astype(np.float32)
+    picture = np.asarray(Image.open(BytesIO(png)).convert("RGB")).astype(np.float32)
+    panel = page.get_by_text("Custom Elements").bounding_box()
+    left = int(panel["x"]) - 24 if panel else picture.shape[1]
+    return picture[:, :left]
 
 
 def _wait_for_change(page, before: np.ndarray | None, timeout: float, min_std: float = 8.0) -> np.ndarray:
@@ -92,7 +97,7 @@ def viewer_url(tiny_scene, tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_viewer_renders_offers_our_outputs_and_switches_to_the_bank_map(viewer_url):
+def test_viewer_renders_offers_our_outputs_switches_to_the_bank_map_and_shows_the_grid(viewer_url):
     from playwright.sync_api import sync_playwright
 
     ARTIFACTS.mkdir(exist_ok=True)
@@ -112,5 +117,14 @@ def test_viewer_renders_offers_our_outputs_and_switches_to_the_bank_map(viewer_u
         page.get_by_role("option", name="bank_map", exact=True).click()
         bank_map = _wait_for_change(page, rgb, timeout=180)
         page.screenshot(path=str(ARTIFACTS / "viewer_bank_map.png"))
+        assert np.abs(bank_map - rgb).mean() > 2.0, "switching to bank_map did not change the picture"
+
+        # the render occludes scene objects behind its depth: the cells lie at and under surfaces
+        page.get_by_label("Composite depth").uncheck()
+        time.sleep(3.0)
+        bank_map = _canvas(page)
+        page.get_by_label("Show occupancy grid").check()
+        grid = _wait_for_change(page, bank_map, timeout=60)
+        page.screenshot(path=str(ARTIFACTS / "viewer_occupancy_grid.png"))
         browser.close()
-    assert np.abs(bank_map - rgb).mean() > 2.0, "switching to bank_map did not change the picture"
+    assert np.abs(grid - bank_map).mean() > 2.0, "showing the occupancy grid did not change the picture"

@@ -71,16 +71,30 @@ class DictionaryTrunk(nn.Module):
         self.top_k = top_k
         self.register_buffer("dense", torch.tensor(True))  # the warm-up: every expert kept
         self.scene = 0
+        self.render_top_k = 0
+        """Experts kept when rendering (eval mode, no gradients), to see what each adds; 0: as
+        trained. The viewer's top-k slider sets it."""
 
     def gates(self, scenes: Tensor | None = None) -> Float[Tensor, "s e"]:
-        """Gates of ``scenes`` (all when None): dense in the warm-up, signed top-k after it."""
+        """Gates of ``scenes`` (all when None): dense in the warm-up, signed top-k after it (or
+        ``render_top_k`` when rendering)."""
         codes = self.codes if scenes is None else self.codes[scenes]
+        if self.render_top_k > 0 and not self.training and not torch.is_grad_enabled():
+            return signed_top_k(codes, min(self.render_top_k, codes.shape[-1]))
         return codes if bool(self.dense) else signed_top_k(codes, self.top_k)
 
     def forward(self, x: Float[Tensor, "n 3"]) -> Float[Tensor, "n o"]:
         h = self.mlp(self.encoding(x))
         scene = torch.full((len(x),), self.scene, dtype=torch.long, device=x.device)
         return self.head(h, scene, self.gates(), self.scene_bias)
+
+    def expert_energy(self, x: Float[Tensor, "n 3"]) -> Float[Tensor, "n e"]:
+        """``|g_sj (W_j h + b_j)|^2`` per expert ``j`` at unit-box positions ``x`` of the current
+        scene: how much each expert contributes there (zero for experts the scene does not keep)."""
+        h = self.mlp(self.encoding(x))
+        gates = self.gates()[self.scene]
+        outputs = torch.einsum("nh,ech->nec", h, self.head.weight) + self.head.bias
+        return (gates[:, None] * outputs).square().sum(-1)
 
     def balancing_loss(self) -> Tensor:
         """NID's auxiliary loss over every scene's gates."""

@@ -7,20 +7,22 @@ method here, so asmr-nerf and loe-nerf compare on their trunks.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from nerfstudio.viewer.viewer_elements import ViewerCheckbox
 from torch import nn
 
 from nerf_loe.components.asmr import ASMR, Digits, Modulator, Sharing
 from nerf_loe.components.tiling import parse_counts
 from nerf_loe.errors import ConfigError
-from nerf_loe.models.field_model import FieldModelConfig
+from nerf_loe.models.field_model import FieldModel, FieldModelConfig
 
 
 @dataclass
 class ASMRModelConfig(FieldModelConfig):
     """ASMR NeRF."""
 
+    _target: type = field(default_factory=lambda: ASMRModel)
     bases: tuple[str, ...] = ("2x2x2", "4x4x4", "4x4x4", "4x4x4")
     """Per level, the digit base per axis (AxBxC). The first sine layer reads level 0; each later
     level, then the position inside the finest cell, modulates one more: as many sine layers as
@@ -74,3 +76,24 @@ class ASMRModelConfig(FieldModelConfig):
             dense_cells=self.dense_cells,
             lazy_cells=self.lazy_cells,
         )
+
+
+class ASMRModel(FieldModel):
+    """The field model with a viewer toggle for activation sharing."""
+
+    config: ASMRModelConfig
+
+    def populate_modules(self) -> None:
+        super().populate_modules()
+        self.share_activations = ViewerCheckbox(
+            "ASMR: share activations",
+            self.config.sharing != "never",
+            cb_hook=lambda box: self.set_sharing(bool(box.value)),
+            hint="On: each layer once per cell when rendering; off: every layer per sample (same picture)",
+        )
+
+    def set_sharing(self, on: bool) -> None:
+        """Render with the shared path (the configured mode, or ``inference`` if that is ``never``)
+        or the direct one; the pictures are the same, the cost is not."""
+        configured = self.config.sharing if self.config.sharing != "never" else "inference"
+        self.field.trunk.sharing = configured if on else "never"

@@ -19,7 +19,8 @@ from nerfstudio.field_components.field_heads import FieldHeadNames
 from nerfstudio.models.base_model import Model, ModelConfig
 from nerfstudio.utils import colormaps
 from nerfstudio.utils.rich_utils import CONSOLE
-from nerfstudio.viewer.viewer_elements import ViewerSlider
+from nerfstudio.viewer.viewer import VISER_NERFSTUDIO_SCALE_RATIO
+from nerfstudio.viewer.viewer_elements import ViewerCheckbox, ViewerControl, ViewerSlider
 from torch import Tensor, nn
 from torch.nn import Parameter
 
@@ -30,6 +31,7 @@ from nerf_loe.data.extent import box_outside_cameras
 from nerf_loe.errors import ConfigError
 from nerf_loe.evaluation.complexity import format_complexity
 from nerf_loe.fields.radiance_field import RadianceField
+from nerf_loe.inspection.grid_view import draw_occupancy
 from nerf_loe.inspection.region_map import region_map
 from nerf_loe.rendering.marcher import GridMarcher, GridMarcherConfig
 from nerf_loe.rendering.rays import ray_aabb_intersect
@@ -108,6 +110,11 @@ class FieldModelConfig(ModelConfig):
             raise ConfigError("--pipeline.model.geo-feat-dim must be >= 1")
 
 
+def surface_points(rays_o: Tensor, rays_d: Tensor, outputs: dict[str, Tensor]) -> Tensor:
+    """Each ray's expected surface point (at its expected depth), where render-time maps look."""
+    return rays_o + rays_d * outputs["depth"].reshape(-1, 1)
+
+
 class FieldModel(Model):
     """:class:`~nerf_loe.fields.radiance_field.RadianceField` around the config's trunk, rendered by
     :class:`~nerf_loe.rendering.marcher.GridMarcher`."""
@@ -157,6 +164,15 @@ class FieldModel(Model):
                 step=1,
                 hint=f"Which layer's {trunk.region_name}s the {trunk.region_name}_map output colours",
             )
+        # the occupied cells in the 3-D scene (the control gives the viewer's scene when one runs)
+        self.viewer_control = ViewerControl()
+        self.show_grid = ViewerCheckbox(
+            "Show occupancy grid",
+            False,
+            cb_hook=lambda _: self.draw_grid(),
+            hint="Occupied cells of the marcher's grid as points, coloured by level (redrawn while training)",
+        )
+        self._grid_cloud = None
 
     def get_param_groups(self) -> dict[str, list[Parameter]]:
         return {"fields": list(self.field.parameters())}
@@ -164,13 +180,34 @@ class FieldModel(Model):
     def get_training_callbacks(
         self, training_callback_attributes: TrainingCallbackAttributes
     ) -> list[TrainingCallback]:
-        return [
-            TrainingCallback(
-                where_to_run=[TrainingCallbackLocation.BEFORE_TRAIN_ITERATION],
-                update_every_num_iters=1,
-                func=lambda step: self.marcher.update_grid(step, self.field.density_at),
+        def before_step(step: int) -> None:
+            self.marcher.update_grid(step, self.field.density_at)
+            self.refresh_grid_view(step)
+
+        return [TrainingCallback([TrainingCallbackLocation.BEFORE_TRAIN_ITERATION], before_step)]
+
+    def viewed_marcher(self) -> GridMarcher:
+        """The marcher whose grid the viewer shows."""
+        return self.marcher
+
+    def draw_grid(self) -> None:
+        """Show (or hide) the viewed grid's occupied cells in the viewer's 3-D scene
+        (:mod:`nerf_loe.inspection.grid_view`); nothing without a viewer."""
+        server = getattr(self.viewer_control, "viser_server", None)
+        if server is None:
+            return
+        if self._grid_cloud is not None:
+            self._grid_cloud.remove()
+            self._grid_cloud = None
+        if self.show_grid.value:
+            self._grid_cloud = draw_occupancy(
+                server.scene, self.viewed_marcher().grid, VISER_NERFSTUDIO_SCALE_RATIO
             )
-        ]
+
+    def refresh_grid_view(self, step: int, every: int = 100) -> None:
+        """Redraw the shown grid every ``every`` training steps (it changes as the field trains)."""
+        if step % every == 0 and self.show_grid.value:
+            self.draw_grid()
 
     def _clear_the_cameras(self) -> None:
         """Bounded: shrink a scene box that holds training cameras (:func:`box_outside_cameras`)."""
@@ -285,8 +322,7 @@ class FieldModel(Model):
             return {}
         trunk = self.field.trunk
         level = int(min(max(int(self.region_level.value), 0), trunk.region_levels() - 1))
-        surface = rays_o + rays_d * outputs["depth"].reshape(-1, 1)
-        ids = self.field.region_ids_at(surface, level)
+        ids = self.field.region_ids_at(surface_points(rays_o, rays_d, outputs), level)
         return {f"{trunk.region_name}_map": region_map(ids, outputs["accumulation"].reshape(-1, 1))}
 
     def composite(self, outputs: dict[str, Tensor], image: Tensor) -> tuple[Tensor, Tensor]:

@@ -16,12 +16,15 @@ from pathlib import Path
 import torch
 from nerfstudio.cameras.rays import RayBundle
 from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes, TrainingCallbackLocation
+from nerfstudio.utils import colormaps
 from nerfstudio.viewer.viewer_elements import ViewerSlider
 from torch import Tensor, nn
 
 from nerf_loe.errors import ConfigError
 from nerf_loe.fields.dictionary_trunk import DictionaryTrunk
-from nerf_loe.models.field_model import FieldModel, FieldModelConfig
+from nerf_loe.inspection.region_map import region_map
+from nerf_loe.models.field_model import FieldModel, FieldModelConfig, surface_points
+from nerf_loe.rendering.marcher import GridMarcher
 
 
 @dataclass
@@ -104,7 +107,22 @@ class NIDModel(FieldModel):
         self.register_buffer("scene_steps", torch.zeros(num_scenes, dtype=torch.long))
         self.trained: set[int] = set()
         self.viewer_scene = ViewerSlider(
-            "Scene", 0, 0, max(num_scenes - 1, 1), 1, hint="Which scene the viewer shows"
+            "Scene",
+            0,
+            0,
+            max(num_scenes - 1, 1),
+            1,
+            cb_hook=lambda _: self.draw_grid(),
+            hint="Which scene the viewer shows",
+        )
+        self.render_top_k = ViewerSlider(
+            "Experts kept when rendering (0: as trained)",
+            0,
+            0,
+            self.config.num_experts,
+            1,
+            cb_hook=lambda slider: setattr(trunk, "render_top_k", int(slider.value)),
+            hint="Render with each scene's top-k gates for this k, to see what each expert adds",
         )
         if self.config.fit:
             self._load_dictionary(Path(self.config.dictionary))
@@ -148,16 +166,23 @@ class NIDModel(FieldModel):
                 self.field.trunk.scene = scene
                 self.marchers[scene].update_grid(int(self.scene_steps[scene]), self.field.density_at)
             self.trained.clear()
+            self.refresh_grid_view(step)
 
         return [TrainingCallback([TrainingCallbackLocation.BEFORE_TRAIN_ITERATION], before_step)]
+
+    def viewed_marcher(self) -> GridMarcher:
+        return self.marchers[self.viewed_scene()]
+
+    def viewed_scene(self) -> int:
+        """The scene the viewer's slider chooses (clamped to the model's scenes)."""
+        return min(max(int(self.viewer_scene.value), 0), len(self.marchers) - 1)
 
     def scene_ids(self, ray_bundle: RayBundle, n: int) -> Tensor:
         """Each ray's scene: from its camera's metadata, else the viewer's choice."""
         count = len(self.marchers)
         ids = (ray_bundle.metadata or {}).get("scene_id")
         if ids is None:  # a camera path or the viewer: the chosen scene
-            scene = min(max(int(self.viewer_scene.value), 0), count - 1)
-            return torch.full((n,), scene, dtype=torch.long, device=self.device)
+            return torch.full((n,), self.viewed_scene(), dtype=torch.long, device=self.device)
         ids = ids.reshape(-1).long()
         if len(ids) and (int(ids.min()) < 0 or int(ids.max()) >= count):
             raise ConfigError(
@@ -188,6 +213,22 @@ class NIDModel(FieldModel):
                     merged[key] = value.new_zeros((len(ids), *value.shape[1:]))
                 merged[key][rows] = value
         return merged
+
+    def _region_map(self, rays_o: Tensor, rays_d: Tensor, outputs: dict[str, Tensor]) -> dict[str, Tensor]:
+        """At each ray's expected surface point: ``expert_map``, the expert contributing most there
+        (colours as :mod:`nerf_loe.inspection.region_map`), and ``gate_energy``, that expert's share
+        of the contributions' energy (:meth:`DictionaryTrunk.expert_energy`) on the turbo colormap
+        from 0 (blue) to 1 (red): 1 where one expert explains the point, 1/k where k share it
+        evenly. Black where the ray is mostly transparent."""
+        accumulation = outputs["accumulation"].reshape(-1, 1)
+        trunk: DictionaryTrunk = self.field.trunk
+        energy = trunk.expert_energy(self.field.normalizer(surface_points(rays_o, rays_d, outputs)))
+        share = energy.max(-1, keepdim=True).values / energy.sum(-1, keepdim=True).clamp(min=1e-12)
+        turbo = colormaps.apply_colormap(share, colormaps.ColormapOptions(colormap="turbo", normalize=False))
+        return {
+            "expert_map": region_map(energy.argmax(-1), accumulation),
+            "gate_energy": torch.where(accumulation >= 0.5, turbo, torch.zeros_like(turbo)),
+        }
 
     def get_loss_dict(self, outputs, batch, metrics_dict=None) -> dict[str, Tensor]:
         losses = super().get_loss_dict(outputs, batch, metrics_dict)
