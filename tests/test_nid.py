@@ -196,3 +196,27 @@ def test_ns_train_installs_the_cpu_worker_when_it_builds_its_config():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split()[-2:] == ["False", "True"], out.stdout[-500:]
+
+
+def test_teaching_keeps_one_scene_per_batch_and_scores_through_the_dictionary(mugs, tmp_path):
+    """Error-driven selection on a collection: batches stay within one scene, the pool is scored by
+    a no-grad render through that scene's gates, and the error buffer fills."""
+    from nerf_loe.benchmarks.methods import train_step
+    from nerf_loe.data.teaching_sampler import UNSEEN, TeachingPixelSampler
+
+    config = _trainer_config(mugs, tmp_path, 10)
+    config.pipeline.datamanager.teaching.enabled = True
+    config.pipeline.datamanager.teaching.scoring = "forward"
+    torch.manual_seed(0)
+    trainer = config.setup(local_rank=0, world_size=1)
+    trainer.setup(test_mode="val")
+    datamanager = trainer.pipeline.datamanager
+    sampler = datamanager.train_pixel_sampler
+    assert isinstance(sampler, TeachingPixelSampler) and sampler.one_scene_per_batch
+    scene_of = datamanager.train_dataset.cameras.metadata["scene_id"][:, 0]
+    for step in range(6):
+        train_step(trainer, step)
+        _, batch = datamanager.next_train(step)
+        assert len(torch.unique(scene_of[batch["indices"][:, 0]])) == 1
+    assert int((sampler.errors < UNSEEN).sum()) > 0
+    assert len(sampler._kept_by_scene) == 2  # both training scenes were taught

@@ -258,3 +258,102 @@ def test_training_records_each_rays_error_and_weights_the_loss(tiny_scene, tmp_p
     weighted = model.get_loss_dict(outputs, batch)["rgb_loss"]
     pred, target = outputs["rgb"], batch["image"][..., :3]
     assert torch.allclose(weighted, ((pred - target) ** 2).mean(-1).mul(weights).mean())
+
+
+def test_forward_scoring_keeps_the_top_of_the_pools_fresh_errors_not_the_remembered_ones():
+    torch.manual_seed(4)
+    sampler, images = _sampler(scoring="forward", uniform_share=0.0), _images()
+    with pytest.raises(ConfigError, match="scorer"):
+        sampler.sample(images)
+    fresh = 0.01 * torch.rand(3, 20, 30)
+    fresh[2] += 1.0 + torch.rand(20, 30)  # the model now: view 2 is wrong
+    calls = []
+
+    def scorer(image_batch, indices):
+        calls.append(len(indices))
+        assert image_batch is images
+        return fresh[indices[:, 0], indices[:, 1], indices[:, 2]]
+
+    sampler.scorer = scorer
+    _fixed_errors(sampler, images)  # remembered: view 1 is wrong
+    sampler.set_step(0)
+    sampler.sample(images)
+    pool = calls[-1]
+    assert pool == 5 * 256  # the whole pool, rendered once
+    kept_scores = fresh[sampler.kept[:, 0], sampler.kept[:, 1], sampler.kept[:, 2]]
+    assert (sampler.kept[:, 0] == 2).all() and len(sampler.kept) == int(0.2 * pool)
+    # the buffer now holds the fresh scores of the pool: the kept rays are its top by a sort
+    c, y, x = sampler.kept.unbind(-1)
+    assert torch.equal(sampler.errors[c, y, x], kept_scores)
+    with pytest.raises(ConfigError, match="memory or forward"):
+        TeachingConfig(scoring="fresh")
+
+
+def test_the_pipelines_scorer_gives_each_pixels_error_as_a_full_render_shows_it(tiny_scene, tmp_path):
+    """The no-grad scorer's errors (rays built from pixel indices) equal |render - image| read off
+    whole-image renders of the same cameras (nerfstudio's camera path), in evaluation mode."""
+    from nerf_loe.benchmarks.methods import BenchmarkArgs, setup_trainer, train_step
+
+    overrides = ("hidden_dim=16", "datamanager.teaching.enabled=true", "datamanager.teaching.scoring=forward")
+    args = BenchmarkArgs(device="cpu", scale_factor=0.5, set=overrides)
+    trainer = setup_trainer("mlp-nerf", tiny_scene, args, tmp_path)
+    pipeline = trainer.pipeline
+    sampler = pipeline.datamanager.teaching
+    assert sampler.scorer == pipeline.score_pixels
+    for step in range(3):
+        train_step(trainer, step)
+    image_batch = sampler._image_batch
+    generator = torch.Generator().manual_seed(0)
+    count, height, width = image_batch["image"].shape[:3]
+    pixels = torch.stack(
+        [torch.randint(n, (40,), generator=generator) for n in (count, height, width)], dim=-1
+    )
+    pipeline.eval()
+    scores = pipeline.score_pixels(image_batch, pixels)
+    cameras = pipeline.datamanager.train_dataset.cameras
+    want = []
+    with torch.no_grad():
+        for local, y, x in pixels.tolist():
+            camera = int(image_batch["image_idx"][local])
+            render = pipeline.model.get_outputs_for_camera(cameras[camera : camera + 1])["rgb"]
+            target = image_batch["image"][local, y, x]
+            if target.shape[-1] == 4:
+                target = target[:3] * target[3:] + (1.0 - target[3:])
+            want.append(float((render[y, x] - target).abs().sum()))
+    assert torch.allclose(scores, torch.tensor(want), atol=1e-4)
+
+
+def test_one_scene_batches_choose_a_scene_then_teach_within_it():
+    """A collection's sampler: every batch lies in one scene (drawn uniformly); its teaching share is
+    the top of a pool from that scene's images only, so the hot view of another scene is never
+    taken, and each scene keeps its own rays between selections."""
+    from nerfstudio.data.pixel_samplers import PixelSamplerConfig
+
+    torch.manual_seed(5)
+    teaching = TeachingConfig(enabled=True, total_steps=1000, uniform_share=0.25, strategy="incremental")
+    sampler = TeachingPixelSampler(
+        PixelSamplerConfig(num_rays_per_batch=128), teaching, num_images=6, seed=0, one_scene_per_batch=True
+    )
+    images = {"image": torch.rand(6, 10, 12, 3), "image_idx": torch.tensor([5, 4, 3, 2, 1, 0])}
+    with pytest.raises(ConfigError, match="scene collection"):
+        sampler.sample(images)
+    sampler.image_scene = torch.tensor([0, 0, 1, 1, 2, 2])  # by dataset index
+    sampler.sample(images)  # allocates the buffer
+    hot = 3  # dataset image 3 (scene 1) is where the model is wrong; local index 2
+    errors = 0.01 * torch.rand(6, 10, 12)
+    errors[hot] += 1.0
+    grid = torch.meshgrid(torch.arange(6), torch.arange(10), torch.arange(12), indexing="ij")
+    pixels = torch.stack([g.reshape(-1) for g in grid], -1)  # dataset image, row, column
+    sampler.record(pixels, errors[pixels[:, 0], pixels[:, 1], pixels[:, 2]])
+    seen = []
+    for step in range(300, 330):  # incremental: selections at 300, 310, 320 only
+        sampler.set_step(step)
+        indices = sampler.sample(images)["indices"]  # nerfstudio numbers them by dataset image
+        scenes = sampler.image_scene[indices[:, 0]]
+        assert len(torch.unique(scenes)) == 1
+        scene = int(scenes[0])
+        seen.append(scene)
+        if scene == 1:
+            assert (indices[:96, 0] == hot).all()
+        assert torch.equal(sampler.kept, sampler._kept_by_scene[scene])
+    assert set(seen) == {0, 1, 2}

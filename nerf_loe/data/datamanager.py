@@ -72,6 +72,7 @@ class ValidatedDataManager(VanillaDataManager[InputDataset]):
                 config.teaching,
                 num_images=len(dataset),
                 seed=config.teaching.seed + local_rank,
+                one_scene_per_batch=getattr(base, "one_scene_per_batch", False),
                 **base.kwargs,
             )
             self.train_pixel_sampler = self.teaching
@@ -80,7 +81,7 @@ class ValidatedDataManager(VanillaDataManager[InputDataset]):
             (self.train_pixel_sampler, dataset),
             (self.eval_pixel_sampler, self.eval_dataset),
         ):
-            if hasattr(sampler, "image_scene"):  # one scene per batch (collections)
+            if getattr(sampler, "one_scene_per_batch", False):  # collections
                 metadata = data.cameras.metadata or {}
                 if "scene_id" not in metadata:
                     raise ConfigError(

@@ -25,6 +25,8 @@ class SceneBatchPixelSampler(PixelSampler):
     ``image_scene`` (the scene of every training image, by dataset index) is set by the data
     manager from the cameras' ``scene_id`` metadata."""
 
+    one_scene_per_batch = True
+
     def __init__(self, config: SceneBatchPixelSamplerConfig, **kwargs) -> None:
         super().__init__(config, **kwargs)
         self.image_scene: Int[Tensor, " images"] | None = None

@@ -1,9 +1,11 @@
 """Implicit Neural Teaching for ray batches: train on the rays the model currently gets most wrong.
 
 Scoring every training ray each step, as INT does for images, would cost a render of the whole
-training set; here each ray's error is remembered instead. The pipeline records the L1 colour
-error of every ray it trains on (:meth:`TeachingPixelSampler.record`), so scoring is free; rays
-never trained on score above all others (exploration first).
+training set. Two cheaper scores (``scoring``): ``memory`` remembers each ray's error, as the
+pipeline records the L1 colour error of every ray it trains on (:meth:`TeachingPixelSampler.record`),
+so scoring is free, and rays never trained on score above all others (exploration first);
+``forward`` scores each candidate pool afresh with a no-gradient render of its rays (INT's rule,
+on the pool instead of the whole set), through the ``scorer`` the pipeline installs.
 
 At a selection step (every step with the ``dense`` strategy; INT's ``incremental`` strategy spaces
 them out later in training and reuses the kept rays in between) the sampler draws a uniform pool
@@ -18,7 +20,9 @@ the expected loss is then the uniform one (Soft Mining's correction).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from jaxtyping import Float, Int
@@ -37,6 +41,10 @@ from nerf_loe.training.teaching_schedule import (
 
 #: Score of a ray never trained on: above any L1 error of an RGB colour in [0, 1] (at most 3).
 UNSEEN = 4.0
+
+Scoring = Literal["memory", "forward"]
+#: fresh L1 errors of pixels (image batch, indices in its numbering): the pipeline's no-grad render
+Scorer = Callable[[dict, Int[Tensor, "m 3"]], Float[Tensor, " m"]]
 
 
 @dataclass
@@ -65,6 +73,9 @@ class TeachingConfig:
     """Weight each ray's loss by its inverse expected count in a batch (an unbiased loss)."""
     seed: int = 0
     """Seed of the selection's own random choices (plus the process rank on multiple devices)."""
+    scoring: Scoring = "memory"
+    """memory: each ray's error from its last training pass (free); forward: each pool rendered
+    without gradients when choosing (fresh errors, a no-grad render of the pool per selection)."""
 
     def __post_init__(self) -> None:
         option = "--pipeline.datamanager.teaching"
@@ -78,6 +89,8 @@ class TeachingConfig:
             raise ConfigError(f"{option}.total-steps must be >= 1")
         teaching_ratio(self.ratio_schedule, 0, 1, self.ratio_start, self.ratio_stages)  # names the choices
         reselects(self.strategy, 0, 1)
+        if self.scoring not in ("memory", "forward"):
+            raise ConfigError(f"{option}.scoring {self.scoring!r}: choose memory or forward")
 
 
 class TeachingPixelSampler(PixelSampler):
@@ -90,8 +103,13 @@ class TeachingPixelSampler(PixelSampler):
         seed: seed of the selection's own generator.
 
     The data manager calls :meth:`set_step` before sampling; the pipeline calls :meth:`record` after
-    the training forward pass. ``last_weights`` holds the last batch's loss weights (ones unless
-    ``reweight``).
+    the training forward pass and, for ``forward`` scoring, sets :attr:`scorer`. ``last_weights``
+    holds the last batch's loss weights (ones unless ``reweight``).
+
+    With ``one_scene_per_batch`` (a scene collection's data manager, replacing its
+    :class:`~nerf_loe.data.scene_batch_sampler.SceneBatchPixelSampler`) each batch first draws one
+    scene uniformly, then pool and uniform share come from that scene's images only; the kept rays
+    are remembered per scene. The data manager sets ``image_scene``.
     """
 
     def __init__(
@@ -100,9 +118,14 @@ class TeachingPixelSampler(PixelSampler):
         teaching: TeachingConfig,
         num_images: int,
         seed: int = 0,
+        one_scene_per_batch: bool = False,
         **kwargs,
     ) -> None:
         super().__init__(config, **kwargs)
+        self.one_scene_per_batch = one_scene_per_batch
+        self.image_scene: Int[Tensor, " images"] | None = None
+        self._scene, self._scene_images = 0, None  # this batch's scene and its images (local numbering)
+        self._kept_by_scene: dict[int, Tensor] = {}
         self.teaching = teaching
         self.num_images = num_images
         self.generator = torch.Generator().manual_seed(seed)
@@ -111,6 +134,8 @@ class TeachingPixelSampler(PixelSampler):
         self.image_idx: Int[Tensor, " b"] | None = None
         self.kept: Int[Tensor, "k 3"] | None = None
         self.last_weights: Float[Tensor, " n"] | None = None
+        self.scorer: Scorer | None = None
+        self._image_batch: dict = {}
         self._selection: dict = {}
 
     def set_step(self, step: int, total_steps: int | None = None) -> None:
@@ -128,6 +153,19 @@ class TeachingPixelSampler(PixelSampler):
         if isinstance(image_batch["image"], list):
             raise ConfigError("--pipeline.datamanager.teaching.enabled needs training images of one size")
         self.image_idx = image_batch["image_idx"].cpu()
+        self._image_batch = image_batch
+        if self.one_scene_per_batch:
+            if self.image_scene is None:
+                raise ConfigError(
+                    "one-scene batches need a scene collection (--data <collection> collection-data)"
+                )
+            if "mask" in image_batch:
+                raise ConfigError("one-scene batches do not support masks")
+            local_scene = self.image_scene[self.image_idx]
+            scenes = torch.unique(local_scene)
+            self._scene = int(scenes[torch.randint(len(scenes), (), generator=self.generator)])
+            self._scene_images = torch.nonzero(local_scene == self._scene)[:, 0]
+            self.kept = self._kept_by_scene.get(self._scene)
         if self.errors is None:
             height, width = image_batch["image"].shape[1:3]
             # distinct scores, so the pool's top and every ray's rank are well defined
@@ -153,13 +191,24 @@ class TeachingPixelSampler(PixelSampler):
             self._select(taught, shape, mask, device)
         assert self.kept is not None
         pick = torch.randint(len(self.kept), (taught,), generator=self.generator)
-        rest = super().sample_method(uniform, *shape, mask=mask, device=device)
+        rest = self._uniform(uniform, shape, mask, device)
         indices = torch.cat([self.kept[pick.to(self.kept.device)], rest])
         if self.teaching.reweight:
             self.last_weights = self._weights(indices.cpu(), uniform, taught).float()
         else:
             self.last_weights = torch.ones(batch_size)
         return indices
+
+    def _uniform(
+        self, n: int, shape: tuple[int, int, int], mask: Tensor | None, device
+    ) -> Int[Tensor, "n 3"]:
+        """``n`` pixels drawn uniformly: over every image (within ``mask``), or over the batch's scene."""
+        if self._scene_images is None:
+            return super().sample_method(n, *shape, mask=mask, device=device)
+        images = self._scene_images[torch.randint(len(self._scene_images), (n,), generator=self.generator)]
+        y = torch.randint(shape[1], (n,), generator=self.generator)
+        x = torch.randint(shape[2], (n,), generator=self.generator)
+        return torch.stack([images, y, x], dim=-1).to(device)
 
     def _scores(self, local: Int[Tensor, "m 3"]) -> Float[Tensor, " m"]:
         assert self.errors is not None and self.image_idx is not None
@@ -175,13 +224,25 @@ class TeachingPixelSampler(PixelSampler):
             self.teaching.ratio_stages,
         )
         pool = self.teaching.pool_factor * max(taught, 1)
-        candidates = super().sample_method(pool, *shape, mask=mask, device=device)
+        candidates = self._uniform(pool, shape, mask, device)
         keep = selection_count(ratio, pool)
+        if self.teaching.scoring == "forward":
+            if self.scorer is None:
+                raise ConfigError("teaching.scoring forward needs the pipeline's scorer (TeachingPipeline)")
+            assert self.errors is not None and self.image_idx is not None
+            c, y, x = candidates.cpu().unbind(-1)
+            self.errors[self.image_idx[c], y, x] = self.scorer(self._image_batch, candidates).float().cpu()
         self.kept = candidates[top_of_pool(self._scores(candidates.cpu()), keep, self.generator).to(device)]
+        if self.one_scene_per_batch:
+            self._kept_by_scene[self._scene] = self.kept
         if self.teaching.reweight:  # the scores the ranks refer to, as they are now
             assert self.errors is not None and self.image_idx is not None
             scores = self.errors[self.image_idx].clone()
-            population = scores[mask[..., 0].cpu().bool()] if mask is not None else scores.reshape(-1)
+            if mask is not None:
+                population = scores[mask[..., 0].cpu().bool()]
+            else:  # every pixel the draws could reach (the batch's scene's, with one-scene batches)
+                reachable = scores if self._scene_images is None else scores[self._scene_images]
+                population = reachable.reshape(-1)
             self._selection = {
                 "scores": scores,
                 "descending": torch.sort(population, descending=True).values,

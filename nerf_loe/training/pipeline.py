@@ -35,7 +35,28 @@ def ray_errors(model, outputs: dict[str, Tensor], batch: dict[str, Tensor]) -> T
 
 
 class TeachingPipeline(VanillaPipeline):
-    """VanillaPipeline whose training step also records each ray's error with the data manager."""
+    """VanillaPipeline whose training step also records each ray's error with the data manager, and
+    which scores candidate rays for ``teaching.scoring=forward``."""
+
+    def __init__(self, config: TeachingPipelineConfig, *args, **kwargs) -> None:
+        super().__init__(config, *args, **kwargs)
+        sampler = getattr(self.datamanager, "teaching", None)
+        if sampler is not None and sampler.teaching.scoring == "forward":
+            sampler.scorer = self.score_pixels
+
+    def score_pixels(self, image_batch: dict, indices: Tensor) -> Tensor:
+        """Fresh L1 errors of training pixels (``indices``: image, row, column in ``image_batch``'s
+        numbering), from a render without gradients, as the training pass would score them."""
+        image = image_batch["image"]
+        at_image = indices.to(image.device)
+        batch = {"image": image[at_image[:, 0], at_image[:, 1], at_image[:, 2]]}
+        cameras = image_batch["image_idx"].to(indices.device)[indices[:, 0]]
+        ray_bundle = self.datamanager.train_ray_generator(
+            torch.stack([cameras, indices[:, 1], indices[:, 2]], -1)
+        )
+        with torch.no_grad():
+            outputs = self.model(ray_bundle)
+        return ray_errors(self.model, outputs, batch)
 
     def get_train_loss_dict(self, step: int):
         ray_bundle, batch = self.datamanager.next_train(step)
