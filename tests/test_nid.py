@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from nerf_loe.data.collections import CollectionConfig, make_collection
-from nerf_loe.data.procedural import ProceduralSceneConfig
+from nerf_loe.data.procedural import ProceduralSceneConfig, generate_procedural
 
 
 @pytest.fixture(scope="module")
@@ -104,6 +104,7 @@ def _fitter(scene_dir, tmp_path, dictionary, **model_options):
 def test_fitting_a_new_scene_trains_only_its_code_and_bias(mugs, tmp_path):
     from nerf_loe.benchmarks.methods import train_step
     from nerf_loe.errors import ConfigError
+    from nerf_loe.models.nid_model import NIDModelConfig
 
     stage1 = _trainer(mugs, tmp_path / "dict", 30)
     for step in range(30):
@@ -124,7 +125,7 @@ def test_fitting_a_new_scene_trains_only_its_code_and_bias(mugs, tmp_path):
     frozen = {
         k: v.clone()
         for k, v in model.field.state_dict().items()
-        if "codes" not in k and "scene_bias" not in k
+        if "codes" not in k and "scene_bias" not in k and isinstance(v, torch.Tensor)
     }
     assert torch.equal(frozen["trunk.head.weight"], dictionary.trunk.head.weight.detach())
     start = model.field.trunk.codes.detach().clone()
@@ -140,6 +141,39 @@ def test_fitting_a_new_scene_trains_only_its_code_and_bias(mugs, tmp_path):
     with pytest.raises(ConfigError, match="no such checkpoint"):
         _fitter(mugs / "scene_002", tmp_path / "none", tmp_path / "missing.ckpt")
 
+    # the optional residual field: zero at the start, trained with the code, penalised
+    with_residual = _fitter(mugs / "scene_002", tmp_path / "residual", checkpoint, residual_dim=8)
+    residual_model = with_residual.pipeline.model
+    trainable = {name for name, p in residual_model.field.named_parameters() if p.requires_grad}
+    assert trainable == {"trunk.codes", "trunk.scene_bias"} | {
+        f"trunk.residual.{i}.{kind}" for i in (0, 2) for kind in ("weight", "bias")
+    }
+    points = torch.rand(64, 3)
+    with torch.no_grad():
+        plain = _fitter(mugs / "scene_002", tmp_path / "plain", checkpoint).pipeline.model.field.trunk(points)
+        assert torch.equal(residual_model.field.trunk(points), plain)
+    for step in range(5):
+        train_step(with_residual, step)
+    assert float(residual_model.field.trunk.residual[-1].weight.abs().sum()) > 0
+    ray_bundle, batch = with_residual.pipeline.datamanager.next_train(5)
+    outputs = residual_model(ray_bundle)
+    assert float(residual_model.get_loss_dict(outputs, batch)["residual_loss"]) > 0
+    with pytest.raises(ConfigError, match="residual-dim is for fitting a scene"):
+        NIDModelConfig(residual_dim=8)
+
+    # the family travels in the checkpoint; a scene of another family is refused in one line
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)["pipeline"]
+    assert state["_model.field.trunk._extra_state"] == {"family": "mug"}
+    assert model.field.trunk.family == "mug"
+    chair = ProceduralSceneConfig(width=16, height=16, num_views=16, supersample=1, family="chair")
+    chair_dir = generate_procedural(chair, tmp_path / "chair", show_progress=False)
+    with pytest.raises(ConfigError, match="a dictionary of the mug family, but this scene is a chair"):
+        _fitter(chair_dir, tmp_path / "other", checkpoint)
+    # checkpoints from before the family was kept load, with the family unknown
+    older = {k: v for k, v in dictionary.state_dict().items() if not k.endswith("_extra_state")}
+    dictionary.load_state_dict(older)
+    assert dictionary.trunk.family is None
+
 
 def _train_and_save_parameters(local_rank: int, world_size: int, config, global_rank: int = 0) -> None:
     """nerfstudio's train_loop (seeded per rank, as it is), then each replica's parameters saved."""
@@ -153,19 +187,27 @@ def _train_and_save_parameters(local_rank: int, world_size: int, config, global_
 
     start = parameters()
     trainer.train()
-    torch.save({"start": start, "end": parameters()}, config.output_dir / f"rank{global_rank}.pt")
+    teaching = trainer.pipeline.datamanager.teaching
+    taught = None if teaching is None else teaching.errors
+    torch.save(
+        {"start": start, "end": parameters(), "taught": taught}, config.output_dir / f"rank{global_rank}.pt"
+    )
 
 
 @pytest.mark.slow
-def test_two_cpu_processes_train_one_dictionary(mugs, tmp_path):
+@pytest.mark.parametrize("teaching", [False, True])
+def test_two_cpu_processes_train_one_dictionary(mugs, tmp_path, teaching):
     """nerfstudio's multi-device launch with gloo on 2 CPU processes (its worker and DDP made to run
     on the CPU by nerf_loe.compat.distributed): each replica trains on its own batches and scenes,
-    and after the steps every parameter agrees across the replicas and has moved from its start."""
+    and after the steps every parameter agrees across the replicas and has moved from its start.
+    With teaching, each replica chose its rays from its own candidates (its own error memory)."""
     from nerfstudio.scripts.train import launch
 
     from nerf_loe.compat import install
+    from nerf_loe.data.teaching_sampler import UNSEEN
 
     config = _trainer_config(mugs, tmp_path, steps=6)
+    config.pipeline.datamanager.teaching.enabled = teaching
     config.machine.num_devices = 2
     config.max_num_iterations = 6
     install()  # as the final ns-train config's construction does
@@ -177,6 +219,9 @@ def test_two_cpu_processes_train_one_dictionary(mugs, tmp_path):
         torch.testing.assert_close(end[1][name], value, rtol=0, atol=1e-6, msg=name)
     moved = [name for name, value in start.items() if not torch.allclose(value, end[0][name])]
     assert "field.trunk.codes" in moved and len(moved) > len(start) // 2, moved
+    if teaching:
+        seen = [run["taught"] < UNSEEN for run in runs]
+        assert all(s.any() for s in seen) and not torch.equal(seen[0], seen[1])
 
 
 def test_ns_train_installs_the_cpu_worker_when_it_builds_its_config():

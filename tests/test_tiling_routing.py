@@ -327,6 +327,57 @@ def test_residual_banks_start_as_the_one_bank_network_exactly(blending):
         assert torch.equal(changed, bank == 5)
 
 
+def test_unreleased_residual_banks_are_the_plain_mlp_and_train_no_residual():
+    """Before the release step the trunk is its shared matrices alone (the plain MLP, whatever the
+    residuals hold), and the residuals get no gradient; released, the residuals act."""
+    torch.manual_seed(0)
+    loe = TiledMLP(6, 16, 4, Tiling([(2, 2, 2), (4, 4, 4)]), residual_banks=True).double()
+    with torch.no_grad():
+        for layer in loe.layers:
+            layer.weight.normal_()
+    plain = nn.Sequential(
+        nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 4)
+    ).double()
+    with torch.no_grad():
+        for target, layer in zip([plain[0], plain[2]], loe.layers, strict=True):
+            target.weight.copy_(layer.shared)
+            target.bias.copy_(layer.bias)
+        plain[4].load_state_dict(loe.output.state_dict())
+    x, features = torch.rand(300, 3, dtype=torch.float64), torch.randn(300, 6, dtype=torch.float64)
+    loe.released.fill_(False)
+    out = loe(features, x)
+    torch.testing.assert_close(out, plain(features), rtol=0, atol=1e-12)
+    out.sum().backward()
+    assert all(layer.weight.grad is None for layer in loe.layers)
+    assert all(layer.shared.grad is not None for layer in loe.layers)
+    loe.released.fill_(True)
+    assert (loe(features, x) - plain(features)).abs().max() > 0.1
+
+
+def test_loe_model_releases_its_residuals_at_the_configured_step():
+    from nerfstudio.data.scene_box import SceneBox
+    from nerfstudio.engine.callbacks import TrainingCallbackAttributes, TrainingCallbackLocation
+
+    from nerf_loe.models.loe_model import LoEModelConfig
+
+    box = SceneBox(aabb=torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]]))
+    config = LoEModelConfig(
+        banks=("2x2x2", "4x4x4"), hidden_dim=8, residual_banks=True, residual_release_step=5
+    )
+    model = config.setup(scene_box=box, num_train_data=1, metadata={})
+    released = model.field.trunk.mlp.released
+    assert not bool(released) and "field.trunk.mlp.released" in model.state_dict()
+    callbacks = model.get_training_callbacks(TrainingCallbackAttributes(None, None, None, None))
+    states = []
+    for step in (0, 4, 5, 9):
+        for callback in callbacks:
+            callback.run_callback_at_location(step, TrainingCallbackLocation.BEFORE_TRAIN_ITERATION)
+        states.append(bool(released))
+    assert states == [False, False, True, True]
+    with pytest.raises(ConfigError, match="only with residual-banks"):
+        LoEModelConfig(residual_banks=False, residual_release_step=5)
+
+
 def test_residual_scale_multiplies_the_residual_a_sample_sees():
     torch.manual_seed(0)
     layer = TiledLinear(3, 2, 4, residual=True, residual_scale=0.1).double()

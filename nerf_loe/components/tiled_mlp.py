@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
@@ -42,10 +43,17 @@ class TiledMLP(nn.Module):
         )
         self.output = nn.Linear(hidden_dim, out_dim)
         self.activation = nn.ReLU() if activation == "relu" else nn.LeakyReLU(0.2)
+        # residual banks: while not released, every layer is its shared matrix alone (a plain MLP,
+        # at its speed: no routing); a buffer, so a resumed run keeps it
+        self.register_buffer("released", torch.tensor(True))
 
     def forward(self, features: Float[Tensor, "n f"], x: Float[Tensor, "n d"]) -> Float[Tensor, "n o"]:
         """``features``: encoded input; ``x``: unit-box positions that pick the banks."""
         h = features
+        if not bool(self.released) and self.layers[0].shared is not None:
+            for layer in self.layers:
+                h = self.activation(nn.functional.linear(h, layer.shared, layer.bias))
+            return self.output(h)
         shared: dict[tuple, tuple] = {}
         for i, layer in enumerate(self.layers):
             key = (self.tiling.bank_counts[i], tuple(self.tiling.scales[i].tolist()))

@@ -1,6 +1,7 @@
 """nerfstudio's VanillaDataManager with the dataset validated before anything is read, what the
 training images and cameras show measured for the model (``metadata["backdrop"]``,
-``["alpha_rule"]``, ``["scene_extent"]``, ``["camera_positions"]``, ``["camera_directions"]``), and optional
+``["alpha_rule"]``, ``["scene_extent"]``, ``["camera_positions"]``, ``["camera_directions"]``,
+``["family"]``), and optional
 error-driven ray selection (``teaching``)."""
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from torch import Tensor
 
 from nerf_loe.data.backdrop import alpha_rule, over, plain_backdrop, sampled_borders
 from nerf_loe.data.extent import scene_extent
+from nerf_loe.data.formats import dataset_family
 from nerf_loe.data.teaching_sampler import TeachingConfig, TeachingPixelSampler
 from nerf_loe.data.validation import validate_dataset
 from nerf_loe.errors import ConfigError
@@ -60,6 +62,8 @@ class ValidatedDataManager(VanillaDataManager[InputDataset]):
         poses = dataset.cameras.camera_to_worlds.detach().cpu()
         dataset.metadata["camera_positions"] = poses[:, :3, 3]
         dataset.metadata["camera_directions"] = -poses[:, :3, 2]  # nerfstudio cameras look down -z
+        if "family" not in dataset.metadata:  # a collection's dataparser names it already
+            dataset.metadata["family"] = dataset_family(config.dataparser.data)
         self.teaching: TeachingPixelSampler | None = None
         if config.teaching.enabled and self.train_pixel_sampler is not None:
             if config.patch_size > 1:

@@ -78,6 +78,18 @@ def read_info(dataset: Path) -> dict[str, Any]:
     return json.loads((dataset / MARKER).read_text())
 
 
+def dataset_family(dataset: Path) -> str | None:
+    """The object family a dataset of this package shows (a procedural family scene, or a sparse
+    split of one), None when unknown (other generators, other people's data)."""
+    folder = Path(dataset).parent if Path(dataset).is_file() else Path(dataset)  # or its transforms.json
+    if not (folder / MARKER).is_file():
+        return None
+    info = read_info(folder)
+    while info.get("generator") == "sparse":
+        info = info.get("source_info", {})
+    return (info.get("config") or {}).get("family")
+
+
 def check_output_folder(out_dir: Path, resume: bool) -> None:
     """Refuse to write into a half-written dataset unless resuming.
 

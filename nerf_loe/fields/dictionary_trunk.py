@@ -24,6 +24,11 @@ from nerf_loe.components.gating import balancing_loss, signed_top_k
 from nerf_loe.errors import ConfigError
 
 
+def _unknown_family_if_missing(state: dict, prefix: str, *_) -> None:
+    """Checkpoints written before the family was kept load with an unknown family."""
+    state.setdefault(prefix + "_extra_state", {"family": None})
+
+
 class DictionaryTrunk(nn.Module):
     """Shared trunk, E experts, per-scene codes (see the module docstring).
 
@@ -34,6 +39,11 @@ class DictionaryTrunk(nn.Module):
         top_k: experts each scene keeps after the dense warm-up.
         hidden_dim, num_layers: the shared ReLU MLP.
         num_frequencies: positional-encoding frequencies.
+        family: the object family of the scenes it learns (None: unknown), kept in checkpoints so a
+            dictionary is not fitted to a scene of another family.
+        residual_dim: width of a small residual field (two ReLU layers over the same encoding)
+            added to the mixed output, zero at the start: what a fitted scene has that the
+            dictionary cannot express (0: none).
     """
 
     def __init__(
@@ -45,8 +55,12 @@ class DictionaryTrunk(nn.Module):
         hidden_dim: int = 128,
         num_layers: int = 3,
         num_frequencies: int = 8,
+        family: str | None = None,
+        residual_dim: int = 0,
     ) -> None:
         super().__init__()
+        self.family = family
+        self._register_load_state_dict_pre_hook(_unknown_family_if_missing)
         if not 1 <= top_k <= num_experts:
             raise ConfigError(
                 f"--pipeline.model.top-k {top_k}: give 1 <= top-k <= num-experts ({num_experts})"
@@ -68,6 +82,16 @@ class DictionaryTrunk(nn.Module):
         self.head = DictionaryHead(hidden_dim, num_experts, out_dim)
         self.codes = nn.Parameter(torch.randn(num_scenes, num_experts) / num_experts**0.5)
         self.scene_bias = nn.Parameter(torch.zeros(num_scenes, out_dim))
+        self.residual: nn.Sequential | None = None
+        if residual_dim > 0:
+            width = self.encoding.get_out_dim()
+            self.residual = nn.Sequential(
+                nn.Linear(width, residual_dim), nn.ReLU(), nn.Linear(residual_dim, out_dim)
+            )
+            nn.init.zeros_(self.residual[-1].weight)  # starts as the dictionary alone
+            nn.init.zeros_(self.residual[-1].bias)
+        self.residual_energy = torch.zeros(())
+        """Mean squared residual output of the last forward with gradients (for its penalty)."""
         self.top_k = top_k
         self.register_buffer("dense", torch.tensor(True))  # the warm-up: every expert kept
         self.scene = 0
@@ -84,9 +108,15 @@ class DictionaryTrunk(nn.Module):
         return codes if bool(self.dense) else signed_top_k(codes, self.top_k)
 
     def forward(self, x: Float[Tensor, "n 3"]) -> Float[Tensor, "n o"]:
-        h = self.mlp(self.encoding(x))
+        encoded = self.encoding(x)
         scene = torch.full((len(x),), self.scene, dtype=torch.long, device=x.device)
-        return self.head(h, scene, self.gates(), self.scene_bias)
+        out = self.head(self.mlp(encoded), scene, self.gates(), self.scene_bias)
+        if self.residual is None:
+            return out
+        residual = self.residual(encoded)
+        if torch.is_grad_enabled():
+            self.residual_energy = residual.square().mean()
+        return out + residual
 
     def expert_energy(self, x: Float[Tensor, "n 3"]) -> Float[Tensor, "n e"]:
         """``|g_sj (W_j h + b_j)|^2`` per expert ``j`` at unit-box positions ``x`` of the current
@@ -96,10 +126,16 @@ class DictionaryTrunk(nn.Module):
         outputs = torch.einsum("nh,ech->nec", h, self.head.weight) + self.head.bias
         return (gates[:, None] * outputs).square().sum(-1)
 
+    def get_extra_state(self) -> dict:
+        return {"family": self.family}
+
+    def set_extra_state(self, state: dict) -> None:
+        self.family = state.get("family")
+
     def balancing_loss(self) -> Tensor:
         """NID's auxiliary loss over every scene's gates."""
         return balancing_loss(self.gates(), dense=bool(self.dense))
 
     def macs_per_sample(self) -> int:
-        linears = [m for m in self.mlp if isinstance(m, nn.Linear)]
+        linears = [m for m in [*self.mlp, *(self.residual or [])] if isinstance(m, nn.Linear)]
         return sum(m.in_features * m.out_features for m in linears) + self.head.macs_per_sample()

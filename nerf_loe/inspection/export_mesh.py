@@ -30,6 +30,8 @@ class ExportMesh:
     opaque; raise it to drop haze, lower it to close holes."""
     min_component: float = 0.05
     """Drop connected pieces smaller than this share of the largest (floaters)."""
+    scene: int = 0
+    """Which scene of a scene collection's model (nid-dictionary) to export; 0 for one-scene models."""
 
 
 def export(args: ExportMesh) -> Path:
@@ -40,19 +42,24 @@ def export(args: ExportMesh) -> Path:
     _, pipeline, _, step = eval_setup(args.load_config, test_mode="inference")
     model = pipeline.model
     field = getattr(model, "field", None)
-    if hasattr(model, "marchers"):
-        raise ConfigError("nerf-loe-export-mesh does not export multi-scene (nid-dictionary) models yet")
-    if not hasattr(field, "density_at") or not hasattr(model, "marcher"):
+    if not hasattr(field, "density_at") or not hasattr(model, "viewed_marcher"):
         raise ConfigError(
             f"{type(model).__name__} is not a nerf_loe model; use ns-export for nerfstudio's methods"
         )
+    scenes = len(getattr(model, "marchers", [None]))
+    if not 0 <= args.scene < scenes:
+        raise ConfigError(f"--scene {args.scene}: this model holds {scenes} scene(s), 0 to {scenes - 1}")
+    if hasattr(model, "marchers"):  # the scene's code mixes the experts, its grid culls
+        model.viewer_scene.value = args.scene
+        field.trunk.scene = args.scene
+    grid = model.viewed_marcher().grid
     device = model.device
     mesh = density_mesh(
         lambda x: field.density_at(x.to(device)),
         model.scene_box.aabb,
         resolution=args.resolution,
         level=args.level,
-        occupied=lambda x: model.marcher.grid.is_occupied(x.to(device)),
+        occupied=lambda x: grid.is_occupied(x.to(device)),
         color_fn=lambda x, d: field.colors_at(x.to(device), d.to(device)),
         min_component=args.min_component,
     )

@@ -42,6 +42,10 @@ class LoEModelConfig(FieldModelConfig):
     is the residuals' learning rate relative to the shared matrix's."""
     residual_penalty_mult: float = 0.0
     """Weight of the mean squared bank residual in the loss (with residual_banks)."""
+    residual_release_step: int = 0
+    """With residual_banks: the residuals are used and trained from this training step on; before
+    it every layer is its shared matrix, a plain MLP at the MLP's speed (no routing). 0: from the
+    start."""
     frequency_reg_fraction: float = 0.0
     """FreeNeRF's frequency regularisation: the share of --max-num-iterations over which the
     encoding's frequencies are released, low to high (FreeNeRF: 0.9, 0.7, 0.5 for 3, 6, 9 views;
@@ -52,6 +56,10 @@ class LoEModelConfig(FieldModelConfig):
         parse_counts(self.banks, "--pipeline.model.banks")
         if self.hidden_dim < 1 or self.num_frequencies < 1:
             raise ConfigError("--pipeline.model.hidden-dim and num-frequencies must be >= 1")
+        if self.residual_release_step < 0 or (self.residual_release_step > 0 and not self.residual_banks):
+            raise ConfigError(
+                "--pipeline.model.residual-release-step must be >= 0, and > 0 only with residual-banks"
+            )
         if not 0.0 <= self.frequency_reg_fraction <= 1.0:
             share = self.frequency_reg_fraction
             raise ConfigError(f"--pipeline.model.frequency-reg-fraction {share}: give a share in [0, 1]")
@@ -71,12 +79,27 @@ class LoEModelConfig(FieldModelConfig):
 
 
 class LoEModel(FieldModel):
-    """The field model with LoE's bank-residual penalty and FreeNeRF's frequency schedule."""
+    """The field model with LoE's bank-residual penalty and release, and FreeNeRF's frequency
+    schedule."""
 
     config: LoEModelConfig
 
+    def populate_modules(self) -> None:
+        super().populate_modules()
+        self.field.trunk.mlp.released.fill_(self.config.residual_release_step == 0)
+
     def get_training_callbacks(self, attributes: TrainingCallbackAttributes) -> list[TrainingCallback]:
         callbacks = super().get_training_callbacks(attributes)
+        if self.config.residual_release_step > 0:
+            released = self.field.trunk.mlp.released
+            release_step = self.config.residual_release_step
+
+            def release_banks(step: int) -> None:
+                released.fill_(step >= release_step)
+
+            callbacks.append(
+                TrainingCallback([TrainingCallbackLocation.BEFORE_TRAIN_ITERATION], release_banks)
+            )
         mask = self.field.trunk.frequency_mask
         if mask is not None:
             total = attributes.trainer.config.max_num_iterations if attributes.trainer is not None else None

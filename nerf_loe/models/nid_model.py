@@ -49,6 +49,12 @@ class NIDModelConfig(FieldModelConfig):
     """Stage 2: fit one scene's code and bias with the dictionary frozen (needs ``dictionary``)."""
     dictionary: Path | None = None
     """Stage 2: a stage-1 checkpoint (outputs/.../nid-dictionary/<time>/nerfstudio_models/step-*.ckpt)."""
+    residual_dim: int = 0
+    """Stage 2: width of a small residual field trained with the code (zero at the start), for what
+    the dictionary cannot express; 0: off."""
+    residual_penalty_mult: float = 0.01
+    """Stage 2: weight of the residual field's mean squared output in the loss (keeps the scene
+    close to the dictionary's span)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -58,6 +64,12 @@ class NIDModelConfig(FieldModelConfig):
             )
         if self.warmup_steps < 0 or self.balancing_mult < 0:
             raise ConfigError("--pipeline.model.warmup-steps and balancing-mult must be >= 0")
+        if self.residual_dim < 0 or self.residual_penalty_mult < 0:
+            raise ConfigError("--pipeline.model.residual-dim and residual-penalty-mult must be >= 0")
+        if self.residual_dim > 0 and not self.fit:
+            raise ConfigError(
+                "--pipeline.model.residual-dim is for fitting a scene (nid-nerf), not a dictionary"
+            )
         if self.dictionary is not None:  # absolute in the saved config.yml, for ns-eval and resume
             self.dictionary = Path(self.dictionary).resolve()
             if self.fit and not self.dictionary.is_file():
@@ -85,6 +97,8 @@ class NIDModelConfig(FieldModelConfig):
             self.hidden_dim,
             self.num_layers,
             self.num_frequencies,
+            metadata.get("family"),
+            self.residual_dim,
         )
 
 
@@ -137,7 +151,16 @@ class NIDModel(FieldModel):
         loaded = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
         if "trunk.codes" not in loaded:
             raise ConfigError(f"--pipeline.model.dictionary {path}: not an nid-dictionary checkpoint")
-        own = self.field.state_dict()
+        fresh = {k: v for k, v in self.field.state_dict().items() if k.startswith("trunk.residual.")}
+        own = {k: v for k, v in self.field.state_dict().items() if k not in fresh}
+        own.pop("trunk._extra_state", None)
+        theirs = (loaded.pop("trunk._extra_state", None) or {}).get("family")
+        ours = self.field.trunk.family
+        if theirs and ours and theirs != ours:
+            raise ConfigError(
+                f"--pipeline.model.dictionary {path}: a dictionary of the {theirs} family, but this "
+                f"scene is a {ours}: fit it with a dictionary learned on {ours}s"
+            )
         codes, bias = loaded.pop("trunk.codes"), loaded.pop("trunk.scene_bias")
         for key in sorted(own.keys() - {"trunk.codes", "trunk.scene_bias"}):
             if key not in loaded or loaded[key].shape != own[key].shape:
@@ -148,14 +171,16 @@ class NIDModel(FieldModel):
                     "num-layers, num-frequencies, geo-feat-dim and colour head"
                 )
         start = {"trunk.codes": codes.mean(0, keepdim=True), "trunk.scene_bias": bias.mean(0, keepdim=True)}
-        self.field.load_state_dict(loaded | start)
+        family = {"trunk._extra_state": {"family": theirs or ours}}
+        self.field.load_state_dict(loaded | start | fresh | family)
+        trunk = self.field.trunk
         for parameter in self.field.parameters():
             parameter.requires_grad_(False)
-        self.field.trunk.codes.requires_grad_(True)
-        self.field.trunk.scene_bias.requires_grad_(True)
+        for parameter in [trunk.codes, trunk.scene_bias, *(trunk.residual or nn.Sequential()).parameters()]:
+            parameter.requires_grad_(True)
 
     def get_param_groups(self) -> dict[str, list[nn.Parameter]]:
-        """All of the field in stage 1; the scene's code and bias only in stage 2."""
+        """All of the field in stage 1; the scene's code and bias (and residual field) in stage 2."""
         return {"fields": [p for p in self.field.parameters() if p.requires_grad]}
 
     def get_training_callbacks(self, attributes: TrainingCallbackAttributes) -> list[TrainingCallback]:
@@ -234,6 +259,8 @@ class NIDModel(FieldModel):
         losses = super().get_loss_dict(outputs, batch, metrics_dict)
         if self.config.balancing_mult > 0:  # over every scene: one-scene batches could balance nothing
             losses["gate_loss"] = self.config.balancing_mult * self.field.trunk.balancing_loss()
+        if self.field.trunk.residual is not None and self.config.residual_penalty_mult > 0:
+            losses["residual_loss"] = self.config.residual_penalty_mult * self.field.trunk.residual_energy
         return losses
 
     def grid_occupancy(self) -> float:
