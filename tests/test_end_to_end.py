@@ -12,6 +12,7 @@ import sys
 from importlib.metadata import entry_points
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 BIN = Path(sys.executable).parent
@@ -145,7 +146,24 @@ def test_dictionary_then_a_held_out_scene_train_eval_resume(tmp_path):
     mugs = make_collection(CollectionConfig(num_scenes=3, held_out=1, scene=scene), tmp_path / "mugs", False)
     checkpoint = train_eval_resume("nid-dictionary", mugs, tmp_path / "dict", "collection-data", NID_OPTIONS)
     fit_options = [*NID_OPTIONS, "--pipeline.model.dictionary", str(checkpoint)]
-    train_eval_resume("nid-nerf", mugs / "scene_002", tmp_path / "fit", options=fit_options, rise=1.0)
+    fitted = train_eval_resume(
+        "nid-nerf", mugs / "scene_002", tmp_path / "fit", options=fit_options, rise=1.0
+    )
+
+    # meshes: each scene of the dictionary (its code, its grid), and the fitted scene
+    import open3d as o3d
+
+    def export(checkpoint: Path, scene: int) -> np.ndarray:
+        output = tmp_path / f"{checkpoint.parents[2].name}_{scene}.ply"
+        config = checkpoint.parents[1] / "config.yml"
+        run([str(BIN / "nerf-loe-export-mesh"), "--load-config", str(config), "--output", str(output),
+             "--resolution", "48", "--scene", str(scene)])  # fmt: skip
+        return np.asarray(o3d.io.read_triangle_mesh(str(output)).vertices)
+
+    meshes = [export(checkpoint, 0), export(checkpoint, 1), export(fitted, 0)]
+    for vertices in meshes:
+        assert len(vertices) > 100 and np.abs(vertices).max() <= 1.5 + 1e-4
+    assert len(meshes[0]) != len(meshes[1])  # two scenes, two shapes
 
 
 @pytest.mark.slow
