@@ -142,11 +142,17 @@ def test_overrides_convert_to_each_options_type():
 
 def test_run_method_measures_training_and_test_metrics(tiny_scene, tmp_path):
     args = BenchmarkArgs(
-        budget_s=1e9, max_steps=12, equal_steps=6, device="cpu", train_views=2, scale_factor=0.5
+        budget_s=1e9,
+        max_steps=12,
+        equal_steps=6,
+        eval_steps=(3,),
+        device="cpu",
+        train_views=2,
+        scale_factor=0.5,
     )
     result = run_method("mlp-nerf", tiny_scene, args)
     assert result.steps == 12
-    assert [p.step for p in result.curve] == [6, 12]
+    assert [p.step for p in result.curve] == [3, 6, 12]
     assert all(math.isfinite(p.psnr) and 0 < p.ssim <= 1 for p in result.curve)
     assert all(p.train_psnr is not None and 5 < p.train_psnr < 60 for p in result.curve)
     assert result.curve[1].train_s > result.curve[0].train_s > 0
@@ -233,3 +239,29 @@ def test_output_stems_keep_their_dots():
 
     assert beside(Path("results/loe_scale_0.1"), ".md") == Path("results/loe_scale_0.1.md")
     assert beside(Path("plain"), "_views.png") == Path("plain_views.png")
+
+
+def test_sparse_view_fits_get_freenerf_by_view_count_and_the_margin_over_the_best_baseline(tmp_path):
+    from nerf_loe.benchmarks.sparse_views import SparseViewArgs, comparison, method_args
+
+    args = SparseViewArgs(steps=900, nid_steps=300, eval_steps=(10, 300, 600), runs_dir=tmp_path)
+    checkpoint = tmp_path / "step-000000099.ckpt"
+    mlp = method_args(args, "mlp-nerf", 6, checkpoint)
+    assert mlp.set == ("frequency_reg_fraction=0.7", "occlusion_reg_mult=0.01")
+    assert (mlp.max_steps, mlp.eval_steps, mlp.train_views) == (900, (10, 300, 600), 3)
+    assert method_args(args, "loe-nerf", 3, checkpoint).set[0] == "frequency_reg_fraction=0.9"
+    nid = method_args(args, "nid-nerf", 9, checkpoint)
+    assert nid.set == (f"dictionary={checkpoint.resolve()}",) and nid.max_steps == 300
+    assert nid.eval_steps == (10,)  # the last evaluation is the final one
+    assert method_args(args, "nerfacto", 3, checkpoint).set == ()
+    with pytest.raises(ConfigError, match="3, 6 and 9 views"):
+        SparseViewArgs(views=(4,))
+
+    ours = _result("nid-nerf", 1.0, [EvalPoint(10, 2.0, 14.0, 0.5), EvalPoint(300, 20.0, 21.0, 0.8)])
+    mlp_run = _result("mlp-nerf", 1.0, [EvalPoint(100, 10.0, 15.0, 0.5), EvalPoint(900, 90.0, 17.5, 0.6)])
+    loe_run = _result("loe-nerf", 1.0, [EvalPoint(100, 12.0, 18.0, 0.5), EvalPoint(900, 99.0, 16.0, 0.6)])
+    found = comparison([ours, mlp_run, loe_run], "nid-nerf")
+    # best by final PSNR: mlp (17.5); loe peaked higher on the way but ended lower
+    assert found["best"] == "mlp-nerf" and found["margin"] == pytest.approx(3.5)
+    assert found["best_s"] == pytest.approx(90.0)
+    assert found["ours_s"] == pytest.approx(2.0 + (17.5 - 14.0) / 7.0 * 18.0)  # between 2 s and 20 s

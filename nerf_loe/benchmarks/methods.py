@@ -17,7 +17,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-import multiprocessing
 import pickle
 import random
 import resource
@@ -27,7 +26,6 @@ import sys
 import tempfile
 import types
 import typing
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
@@ -37,7 +35,7 @@ import torch
 import tyro
 from torch import nn
 
-from nerf_loe.benchmarks import beside
+from nerf_loe.benchmarks import beside, in_fresh_process
 from nerf_loe.benchmarks.timing import Stopwatch
 from nerf_loe.errors import ConfigError, install_excepthook
 
@@ -56,10 +54,14 @@ class BenchmarkArgs:
     budget_s: float = 600.0
     """Training wall-clock per method, seconds (evaluation excluded)."""
     max_steps: int = 1_000_000
+    """Iteration cap; when set, it is also the trainer's ``max_num_iterations``, so schedules that
+    span a run (FreeNeRF's frequency release) end with it."""
     equal_steps: int = 1000
     """Iteration at which methods are also compared (methods that don't reach it in budget show '-')."""
     eval_fractions: tuple[float, ...] = (0.125, 0.25, 0.5, 1.0)
     """Points of the budget at which test metrics are measured (the curve of the plot)."""
+    eval_steps: tuple[int, ...] = ()
+    """Iterations at which test metrics are measured too (a curve by steps)."""
     scale_factor: float = 1.0
     """Blender dataparser's camera scale: below 1 the orbit shrinks, so more of a scene that overflows
     the fixed [-1.5, 1.5]^3 box (the demo's board and table) falls inside the modelled volume."""
@@ -261,6 +263,8 @@ def setup_trainer(method: str, scene: Path, args: BenchmarkArgs, output_dir: Pat
     if method != "nerfacto":
         apply_overrides(config.pipeline.model, args.set, config.pipeline.datamanager)
     config.pipeline.datamanager.data = scene
+    if args.max_steps != BenchmarkArgs.max_steps:
+        config.max_num_iterations = args.max_steps
     config.machine.device_type = args.device
     config.machine.seed = args.seed
     random.seed(args.seed)
@@ -303,7 +307,7 @@ def _train_and_measure(method: str, scene: Path, args: BenchmarkArgs, output_dir
             train_step(trainer, step)
         train_s = training.seconds
         step += 1
-        if (checkpoints and train_s >= checkpoints[0]) or step == args.equal_steps:
+        if (checkpoints and train_s >= checkpoints[0]) or step == args.equal_steps or step in args.eval_steps:
             checkpoints = [c for c in checkpoints if c > train_s]  # one evaluation for all passed
             curve.append(_evaluate(pipeline, step, train_s, args.train_views))
             print(f"{method}: step {step}, {train_s:.0f} s, test PSNR {curve[-1].psnr:.2f} dB", flush=True)
@@ -428,8 +432,7 @@ def main() -> None:
             stored = run_store(args, scene, method)
             result = load_run(stored, args, scene)
             if result is None:  # one fresh process each: own memory peak, no shared state
-                with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-                    result = pool.submit(run_method, method, scene, args).result()
+                result = in_fresh_process(run_method, method, scene, args)
                 save_run(stored, args, scene, result)
             else:
                 print(f"{scene.name} {method}: reusing the stored run {stored}", flush=True)

@@ -17,21 +17,19 @@ Writes ``<out>.md`` (table and command), ``<out>.json`` (curves) and ``<out>.png
 from __future__ import annotations
 
 import json
-import multiprocessing
 import shlex
 import statistics
 import sys
 import tempfile
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
 import tyro
 
-from nerf_loe.benchmarks import beside
+from nerf_loe.benchmarks import beside, in_fresh_process
 from nerf_loe.benchmarks.methods import RESULTS, BenchmarkArgs, _evaluate, setup_trainer, train_step
-from nerf_loe.benchmarks.timing import Stopwatch
+from nerf_loe.benchmarks.timing import Stopwatch, time_to
 from nerf_loe.errors import ConfigError, install_excepthook
 
 #: the teaching options of each variant (``uniform`` is the baseline: teaching off)
@@ -110,25 +108,6 @@ def _run(method: str, variant: str, seed: int, target: float | None, args: Teach
                 if target is not None and point.psnr >= target:
                     break
     return run
-
-
-def time_to(curve: list[tuple[int, float, float]], target: float) -> float | None:
-    """Training seconds at which the curve first reaches ``target`` (linear in PSNR between the
-    evaluations around the crossing; from zero time for the first), None if it never does.
-
-    Example:
-        >>> time_to([(100, 10.0, 20.0), (200, 20.0, 24.0)], 22.0)
-        15.0
-    """
-    previous_s, previous_psnr = 0.0, None
-    for _, seconds, psnr in curve:
-        if psnr >= target:
-            if previous_psnr is None or psnr == previous_psnr:
-                return seconds
-            share = (target - previous_psnr) / (psnr - previous_psnr)
-            return previous_s + max(share, 0.0) * (seconds - previous_s)
-        previous_s, previous_psnr = seconds, psnr
-    return None
 
 
 def _stored(args: TeachingBenchmarkArgs, method: str, variant: str, seed: int) -> Path:
@@ -226,8 +205,7 @@ def main() -> None:
                 path = _stored(args, method, variant, seed)
                 run = _load(path, args)
                 if run is None:
-                    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-                        run = pool.submit(_run, method, variant, seed, targets.get(seed), args).result()
+                    run = in_fresh_process(_run, method, variant, seed, targets.get(seed), args)
                     path.parent.mkdir(parents=True, exist_ok=True)
                     path.write_text(json.dumps({"settings": _settings(args), "run": asdict(run)}))
                 if variant == "uniform":

@@ -35,3 +35,22 @@ class Stopwatch:
         if self.cuda:
             torch.cuda.synchronize()
         self.seconds += time.perf_counter() - self._start
+
+
+def time_to(curve: list[tuple[int, float, float]], target: float) -> float | None:
+    """Training seconds at which the curve first reaches ``target`` (linear in PSNR between the
+    evaluations around the crossing; from zero time for the first), None if it never does.
+
+    Example:
+        >>> time_to([(100, 10.0, 20.0), (200, 20.0, 24.0)], 22.0)
+        15.0
+    """
+    previous_s, previous_psnr = 0.0, None
+    for _, seconds, psnr in curve:
+        if psnr >= target:
+            if previous_psnr is None or psnr == previous_psnr:
+                return seconds
+            share = (target - previous_psnr) / (psnr - previous_psnr)
+            return previous_s + max(share, 0.0) * (seconds - previous_s)
+        previous_s, previous_psnr = seconds, psnr
+    return None

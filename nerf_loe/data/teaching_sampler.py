@@ -29,6 +29,7 @@ from jaxtyping import Float, Int
 from nerfstudio.data.pixel_samplers import PixelSampler, PixelSamplerConfig
 from torch import Tensor
 
+from nerf_loe.data.scene_batch_sampler import check_scene_batches, draw_scene, pixels_of
 from nerf_loe.data.teaching_selection import teaching_weights, top_of_pool
 from nerf_loe.errors import ConfigError
 from nerf_loe.training.teaching_schedule import (
@@ -155,16 +156,8 @@ class TeachingPixelSampler(PixelSampler):
         self.image_idx = image_batch["image_idx"].cpu()
         self._image_batch = image_batch
         if self.one_scene_per_batch:
-            if self.image_scene is None:
-                raise ConfigError(
-                    "one-scene batches need a scene collection (--data <collection> collection-data)"
-                )
-            if "mask" in image_batch:
-                raise ConfigError("one-scene batches do not support masks")
-            local_scene = self.image_scene[self.image_idx]
-            scenes = torch.unique(local_scene)
-            self._scene = int(scenes[torch.randint(len(scenes), (), generator=self.generator)])
-            self._scene_images = torch.nonzero(local_scene == self._scene)[:, 0]
+            image_scene = check_scene_batches(self.image_scene, "mask" in image_batch)
+            self._scene, self._scene_images = draw_scene(image_scene[self.image_idx], self.generator)
             self.kept = self._kept_by_scene.get(self._scene)
         if self.errors is None:
             height, width = image_batch["image"].shape[1:3]
@@ -205,10 +198,7 @@ class TeachingPixelSampler(PixelSampler):
         """``n`` pixels drawn uniformly: over every image (within ``mask``), or over the batch's scene."""
         if self._scene_images is None:
             return super().sample_method(n, *shape, mask=mask, device=device)
-        images = self._scene_images[torch.randint(len(self._scene_images), (n,), generator=self.generator)]
-        y = torch.randint(shape[1], (n,), generator=self.generator)
-        x = torch.randint(shape[2], (n,), generator=self.generator)
-        return torch.stack([images, y, x], dim=-1).to(device)
+        return pixels_of(self._scene_images, n, shape[1], shape[2], self.generator).to(device)
 
     def _scores(self, local: Int[Tensor, "m 3"]) -> Float[Tensor, " m"]:
         assert self.errors is not None and self.image_idx is not None
