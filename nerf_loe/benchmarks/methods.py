@@ -231,6 +231,7 @@ def _evaluate(pipeline, step: int, train_s: float, train_views: int) -> EvalPoin
     pipeline.eval()
     with torch.no_grad():
         metrics = pipeline.get_average_eval_image_metrics(step=step)
+        pipeline.eval()  # nerfstudio's evaluation ends in training mode (random backgrounds, ...)
         train_psnr = _train_view_psnr(pipeline, train_views)
     pipeline.train()
     return EvalPoint(step, train_s, float(metrics["psnr"]), float(metrics["ssim"]), train_psnr)
