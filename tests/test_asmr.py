@@ -121,6 +121,46 @@ def test_direct_path_follows_the_formulas_sample_by_sample(modulator, digits):
     assert torch.allclose(got, want, atol=1e-9)
 
 
+def _encoded(v: list[float], frequencies: int) -> torch.Tensor:
+    """nerfstudio's NeRF encoding written out: sin(pi 2^j v_a) for each axis a (axis-major, j
+    fastest), then the cosines alike, then v."""
+    angles = [math.pi * 2**j * value for value in v for j in range(frequencies)]
+    return torch.tensor(
+        [math.sin(a) for a in angles] + [math.cos(a) for a in angles] + v, dtype=torch.float64
+    )
+
+
+def test_relu_backbone_follows_its_formulas_sample_by_sample():
+    """h_0 = g(c_0); h_{k+1} = relu(W_k h_k + b_k + V_k g(c_{k+1})); the remainder layer reads g(x)
+    at remainder_frequencies; c_k the level-k cell centre from hand-computed digits, g with
+    pi 2^j for 2^j below the level's cells per axis."""
+    torch.manual_seed(0)
+    bases = [(2, 2, 2), (2, 4, 2), (4, 2, 2)]
+    net = ASMR(bases, 16, 4, backbone="relu", remainder_frequencies=5).double()
+    points = torch.rand(25, 3, dtype=torch.float64)
+    with torch.no_grad():
+        got = net.forward_direct(points)
+    want = []
+    for point in points.tolist():
+        per_axis = [_digits_by_hand(v, [level[a] for level in bases]) for a, v in enumerate(point)]
+        inputs = []
+        for level in range(len(bases)):
+            counts = [math.prod(b[a] for b in bases[: level + 1]) for a in range(3)]
+            index = [0] * 3  # the level's cell, per axis, from the digits
+            for a in range(3):
+                for k in range(level + 1):
+                    index[a] = index[a] * bases[k][a] + per_axis[a][0][k]
+            centre = [(index[a] + 0.5) / counts[a] for a in range(3)]
+            inputs.append(_encoded(centre, sum(1 for j in range(10) if 2**j < max(counts))))
+        inputs.append(_encoded(point, 5))
+        h = inputs[0]
+        for k, layer in enumerate(net.layers):
+            m = net.modulators[k].linear.weight.double() @ inputs[k + 1]
+            h = torch.relu(layer.weight.double() @ h + layer.bias.double() + m)
+        want.append(net.output.weight.double() @ h + net.output.bias.double())
+    assert torch.allclose(got, torch.stack(want), atol=1e-9)
+
+
 CASES = [
     ([(4,), (4,), (8,)], False, 1),  # 1-D raster: a 128-sample signal
     ([(2, 4), (4, 2), (4, 4)], False, 2),  # 2-D raster, unequal bases
@@ -130,11 +170,26 @@ CASES = [
 
 @pytest.mark.parametrize(("bases", "remainder", "dim"), CASES)
 @pytest.mark.parametrize(
-    ("modulator", "digits"), [("linear", "digit"), ("nonlinear", "digit"), ("linear", "place")]
+    ("modulator", "digits", "backbone"),
+    [
+        ("linear", "digit", "siren"),
+        ("nonlinear", "digit", "siren"),
+        ("linear", "place", "siren"),
+        ("linear", "place", "relu"),
+    ],
 )
-def test_shared_path_equals_direct_path(bases, remainder, dim, modulator, digits):
+def test_shared_path_equals_direct_path(bases, remainder, dim, modulator, digits, backbone):
     torch.manual_seed(1)
-    net = ASMR(bases, 32, 3, modulator=modulator, remainder=remainder, digits=digits, dense_cells=64)
+    net = ASMR(
+        bases,
+        32,
+        3,
+        modulator=modulator,
+        remainder=remainder,
+        digits=digits,
+        dense_cells=64,
+        backbone=backbone,
+    )
     x = torch.rand(3000, dim)
     with torch.no_grad():
         direct = net.forward_direct(x)
@@ -145,10 +200,13 @@ def test_shared_path_equals_direct_path(bases, remainder, dim, modulator, digits
     assert (again - direct[:1000]).abs().max() < 1e-5
     assert net.table_bytes() > 0
     # from the tables, only what follows the finest cell ran: the output layer (and the remainder's
-    # modulator) per input, or without remainder the finest modulation per digit value and the
-    # output per distinct cell
+    # modulator) per input, or without remainder the finest modulation per digit value (siren) or
+    # per cell (relu: it reads the cell centre) and the output per distinct cell
     if remainder:
         assert net.shared_macs == 1000 * (32 * 3 + net.modulators[-1].macs_per_sample())
+    elif backbone == "relu":
+        cells = len(torch.unique(net.tiling.cells(x[:1000], len(bases) - 1), dim=0))
+        assert net.shared_macs == cells * (32 * 3 + net.modulators[-1].macs_per_sample())
     else:
         cells = len(torch.unique(net.tiling.cells(x[:1000], len(bases) - 1), dim=0))
         digit_values = math.prod(bases[-1])

@@ -1,5 +1,6 @@
 """The method benchmark's harness: its measurements and its table, on a tiny scene."""
 
+import copy
 import math
 
 import numpy as np
@@ -139,6 +140,17 @@ def test_overrides_convert_to_each_options_type():
     with pytest.raises(ConfigError, match="uniform-share 1.5"):  # the changed config is checked
         apply_overrides(config, ("datamanager.teaching.uniform_share=1.5",), datamanager)
 
+    from nerfstudio.configs.method_configs import all_methods
+
+    import nerf_loe.method_configs  # noqa: F401
+
+    trainer = copy.deepcopy(all_methods["asmr-nerf"])
+    apply_overrides(config, ("trainer.optimizers.fields.optimizer.lr=1e-3",), datamanager, trainer)
+    assert trainer.optimizers["fields"]["optimizer"].lr == 1e-3
+    assert all_methods["asmr-nerf"].optimizers["fields"]["optimizer"].lr == 5e-4
+    with pytest.raises(ConfigError, match="the trainer config has no option 'trainer.optimizers.colour.lr'"):
+        apply_overrides(config, ("trainer.optimizers.colour.lr=1",), datamanager, trainer)
+
 
 def test_run_method_measures_training_and_test_metrics(tiny_scene, tmp_path):
     args = BenchmarkArgs(
@@ -265,3 +277,14 @@ def test_sparse_view_fits_get_freenerf_by_view_count_and_the_margin_over_the_bes
     assert found["best"] == "mlp-nerf" and found["margin"] == pytest.approx(3.5)
     assert found["best_s"] == pytest.approx(90.0)
     assert found["ours_s"] == pytest.approx(2.0 + (17.5 - 14.0) / 7.0 * 18.0)  # between 2 s and 20 s
+    assert found["ratio"] == pytest.approx(found["ours_s"] / 90.0)
+
+    from nerf_loe.benchmarks.sparse_views import write_report
+
+    args.out, args.views = tmp_path / "sparse", (3,)
+    text = write_report([(3, ours), (3, mlp_run), (3, loe_run)], args)
+    share = found["ours_s"] / 90.0
+    assert f"| 3 | +3.50 | +3.50 | {share:.3f}x | {share:.3f}x |" in text
+    row = "| 3 |  | 21.00 / 0.800 / 20 | 17.50 / 0.600 / 90 | 16.00 / 0.600 / 99 | +3.50 (mlp-nerf) |"
+    assert row in text
+    assert (tmp_path / "sparse.md").read_text() == text and (tmp_path / "sparse.json").is_file()

@@ -73,8 +73,9 @@ class BenchmarkArgs:
     (transforms.json), images kept as they are (alpha too), poses auto-scaled into the box."""
     set: tuple[str, ...] = ()
     """Config overrides for every method of this package, as dotted ``key=value`` under the model
-    config, e.g. ``background_color=white marcher.early_stop=none``, or under the data manager's
-    with a ``datamanager.`` prefix, e.g. ``datamanager.teaching.enabled=true``."""
+    config, e.g. ``background_color=white marcher.early_stop=none``, under the data manager's
+    with a ``datamanager.`` prefix, e.g. ``datamanager.teaching.enabled=true``, or under the
+    trainer's with ``trainer.``, e.g. ``trainer.optimizers.fields.optimizer.lr=1e-3``."""
     seed: int = 42
     """Seeds Python, NumPy and torch before each method trains, as ns-train does (runs repeat on
     one machine; compare seeds to see run-to-run variation)."""
@@ -120,18 +121,25 @@ def _convert(text: str, annotation: object) -> object:
 
 
 def apply_overrides(
-    model_config: object, overrides: tuple[str, ...], datamanager_config: object = None
+    model_config: object,
+    overrides: tuple[str, ...],
+    datamanager_config: object = None,
+    trainer_config: object = None,
 ) -> None:
     """Set dotted ``key=value`` overrides on a model config (on the data manager's config for keys
-    starting ``datamanager.``), converted to each option's type; the changed configs are checked."""
+    starting ``datamanager.``, on the trainer's for ``trainer.``, whose dicts take keys too, e.g.
+    ``trainer.optimizers.fields.optimizer.lr=1e-3``), converted to each option's type; the changed
+    configs are checked."""
     for item in overrides:
         key, value = item.split("=", 1)
         *parents, name = key.split(".")
         target, where = model_config, "model"
         if parents and parents[0] == "datamanager" and datamanager_config is not None:
             target, where, parents = datamanager_config, "data manager", parents[1:]
+        elif parents and parents[0] == "trainer" and trainer_config is not None:
+            target, where, parents = trainer_config, "trainer", parents[1:]
         for part in parents:
-            target = getattr(target, part, None)
+            target = target.get(part) if isinstance(target, dict) else getattr(target, part, None)
         if target is None or not hasattr(target, name):
             raise ConfigError(f"--set {item!r}: the {where} config has no option {key!r}")
         setattr(target, name, _convert(value, typing.get_type_hints(type(target))[name]))
@@ -262,7 +270,7 @@ def setup_trainer(method: str, scene: Path, args: BenchmarkArgs, output_dir: Pat
         dataparser = NerfstudioDataParserConfig(data=scene, scale_factor=args.scale_factor)
     config.pipeline.datamanager.dataparser = dataparser
     if method != "nerfacto":
-        apply_overrides(config.pipeline.model, args.set, config.pipeline.datamanager)
+        apply_overrides(config.pipeline.model, args.set, config.pipeline.datamanager, config)
     config.pipeline.datamanager.data = scene
     if args.max_steps != BenchmarkArgs.max_steps:
         config.max_num_iterations = args.max_steps

@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import shlex
 import statistics
 import sys
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -190,16 +191,23 @@ def _reach(result: MethodResult, target: float) -> float | None:
 
 def comparison(results: list[MethodResult], first: str) -> dict:
     """For one scene and view count: ``first``'s margin over the best other method (by final test
-    PSNR), that method's time to its own final PSNR, and ``first``'s time to it."""
+    PSNR), that method's time to its own final PSNR, ``first``'s time to it, and their ratio (None
+    when ``first`` never gets there)."""
     ours = next(r for r in results if r.method == first)
     best = max((r for r in results if r.method != first), key=lambda r: r.curve[-1].psnr)
     target = best.curve[-1].psnr
+    best_s, ours_s = _reach(best, target), _reach(ours, target)
     return {
         "best": best.method,
         "margin": ours.curve[-1].psnr - target,
-        "best_s": _reach(best, target),
-        "ours_s": _reach(ours, target),
+        "best_s": best_s,
+        "ours_s": ours_s,
+        "ratio": None if ours_s is None else ours_s / best_s,
     }
+
+
+def _share(value: float) -> str:
+    return "not reached" if math.isinf(value) else f"{value:.3f}x"
 
 
 def write_report(results: list[tuple[int, MethodResult]], args: SparseViewArgs) -> str:
@@ -224,6 +232,7 @@ def write_report(results: list[tuple[int, MethodResult]], args: SparseViewArgs) 
         "|---|---|" + "---:|" * (len(methods) + 2),
     ]
     margins: dict[int, list[float]] = {}
+    ratios: dict[int, list[float]] = {}
     for views in args.views:
         for scene in dict.fromkeys(r.scene for v, r in results if v == views):
             row = [r for v, r in results if v == views and r.scene == scene]
@@ -237,13 +246,24 @@ def write_report(results: list[tuple[int, MethodResult]], args: SparseViewArgs) 
             if len(row) > 1 and any(r.method == first for r in row):
                 c = comparison(row, first)
                 margins.setdefault(views, []).append(c["margin"])
-                ours = "not reached" if c["ours_s"] is None else f"{c['ours_s']:.1f} s"
+                ratios.setdefault(views, []).append(math.inf if c["ratio"] is None else c["ratio"])
+                ours = "not reached" if c["ours_s"] is None else f"{c['ours_s']:.1f} s ({c['ratio']:.3f}x)"
                 versus = f"{c['margin']:+.2f} ({c['best']}) | {ours} vs {c['best_s']:.1f} s"
             lines.append(f"| {views} | {scene} | " + " | ".join(cells) + f" | {versus} |")
-    lines += ["", f"{first} minus the best other method, test PSNR (dB), over held-out scenes:", ""]
-    lines += ["| views | median | worst |", "|---|---:|---:|"]
+    lines += [
+        "",
+        f"Over held-out scenes: {first} minus the best other method, test PSNR (dB), and {first}'s "
+        "time to that method's final PSNR as a share of that method's own:",
+        "",
+        "| views | margin median | worst | time share median | worst |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for views, values in margins.items():
-        lines.append(f"| {views} | {statistics.median(values):+.2f} | {min(values):+.2f} |")
+        shares = ratios[views]
+        lines.append(
+            f"| {views} | {statistics.median(values):+.2f} | {min(values):+.2f} "
+            f"| {_share(statistics.median(shares))} | {_share(max(shares))} |"
+        )
     lines += ["", f"Middle test view; columns: ground truth, {', '.join(methods)}.", ""]
     lines.append(f"![renders]({args.out.name}_views.png)")
     text = "\n".join(lines) + "\n"
@@ -258,7 +278,7 @@ def write_report(results: list[tuple[int, MethodResult]], args: SparseViewArgs) 
         ],
     }
     beside(args.out, ".json").write_text(json.dumps(payload, indent=1, default=str))
-    view_grid([replace(r, scene=f"{v}_{r.scene}") for v, r in results], beside(args.out, "_views.png"))
+    view_grid([r for _, r in results], beside(args.out, "_views.png"))  # rows: <scene>_<k>views
     return text
 
 

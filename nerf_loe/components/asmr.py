@@ -19,6 +19,17 @@ remainder as ``r / C_{L-1}``, so the inputs sum to ``x``, and gives every linear
 SIREN first-layer init: neighbouring cells then start with nearby activations (a smooth field, as
 a SIREN of ``x``) instead of unrelated ones, which novel views need; sharing is unchanged.
 
+``backbone="relu"`` (our NeRF variant) keeps the sharing structure with a ReLU backbone that
+trains like the positional-encoding MLP: layer ``k`` reads the positional encoding of its level's
+cell centre ``c_k = (floor(x C_k) + 1/2) / C_k`` at frequencies up to that level's resolution
+(``pi 2^j``, ``2^j < max C_k``, and ``c_k`` itself), the remainder layer the encoding of ``x`` at
+``remainder_frequencies``::
+
+    h_0 = g_0(c_0),   h_{k+1} = relu(W_k h_k + b_k + V_k g_{k+1}(c_{k+1})),   out = W_o h_K + b_o
+
+``c_{k+1}`` holds digits 0..k+1, so its modulation is computed once per level-(k+1) cell instead
+of once per digit value; everything else is shared as below.
+
 Activation sharing: ``W_k h_k + b_k`` depends only on digits 0..k, that is on the level-k cell
 ``floor(x C_k)``, and ``M_k`` only on one digit. The shared path evaluates layer ``k`` once per
 distinct level-k cell among the inputs, the modulators once per digit value, and only what
@@ -47,6 +58,7 @@ from typing import Literal
 
 import torch
 from jaxtyping import Float, Int
+from nerfstudio.field_components.encodings import NeRFEncoding
 from torch import Tensor, nn
 
 from nerf_loe.components.siren import Siren, siren_init_
@@ -54,6 +66,7 @@ from nerf_loe.components.tiling import Tiling, flatten_index
 from nerf_loe.errors import ConfigError
 
 Modulator = Literal["linear", "nonlinear"]
+Backbone = Literal["siren", "relu"]
 Digits = Literal["digit", "place"]
 Sharing = Literal["never", "inference", "always"]
 
@@ -135,6 +148,9 @@ class ASMR(nn.Module):
             the deduplicated cells) or ``never``.
         dense_cells: levels with at most this many cells keep a complete table in inference.
         lazy_cells: finer levels cache up to this many touched cells each in inference (0: none).
+        backbone: ``siren`` (the paper's) or ``relu`` (positional encodings of the cell centres;
+            ``w0``, ``modulator`` and ``digits`` do not apply).
+        remainder_frequencies: with ``relu``, the remainder layer's encoding of ``x``.
     """
 
     def __init__(
@@ -149,6 +165,8 @@ class ASMR(nn.Module):
         sharing: Sharing = "inference",
         dense_cells: int = 1 << 15,
         lazy_cells: int = 1 << 19,
+        backbone: Backbone = "siren",
+        remainder_frequencies: int = 8,
     ) -> None:
         super().__init__()
         if hidden_dim < 1 or out_dim < 1 or not w0 > 0:
@@ -166,12 +184,18 @@ class ASMR(nn.Module):
             raise ConfigError(f"ASMR sharing {sharing!r}: choose never, inference or always")
         if modulator not in ("linear", "nonlinear"):
             raise ConfigError(f"ASMR modulator {modulator!r}: choose linear or nonlinear")
+        if backbone not in ("siren", "relu"):
+            raise ConfigError(f"ASMR backbone {backbone!r}: choose siren or relu")
+        self.backbone = backbone
         self.sharing, self.dense_cells, self.lazy_cells = sharing, dense_cells, lazy_cells
         self.num_levels = len(bases)
         depth = self.num_levels - 1 + int(remainder)  # sine layers: one per input after level 0
         if depth < 1:
             raise ConfigError("ASMR needs two levels, or one level with remainder=True")
         d = self.in_dim
+        if backbone == "relu":
+            self._build_relu(hidden_dim, out_dim, depth, remainder_frequencies)
+            return
         self.layers = nn.ModuleList(nn.Linear(d if k == 0 else hidden_dim, hidden_dim) for k in range(depth))
         for k, layer in enumerate(self.layers):
             siren_init_(layer, w0, first=k == 0)
@@ -188,10 +212,42 @@ class ASMR(nn.Module):
             self.modulators = nn.ModuleList(Siren(d, 32, hidden_dim, 3, w0) for _ in range(depth))
         self.output = nn.Linear(hidden_dim, out_dim)
         siren_init_(self.output, w0, first=False)
+        self._finish_init()
+
+    def _build_relu(self, hidden_dim: int, out_dim: int, depth: int, remainder_frequencies: int) -> None:
+        """The ReLU backbone: an encoding per input (each level's cell centre, the remainder's
+        ``x``), PyTorch's default initialisation."""
+        frequencies = [max(1, math.ceil(math.log2(max(counts)))) for counts in self._level_counts]
+        if self.remainder:
+            frequencies.append(remainder_frequencies)
+        self.encodings = nn.ModuleList(
+            NeRFEncoding(
+                in_dim=self.in_dim,
+                num_frequencies=j,
+                min_freq_exp=-1.0,  # NeRFEncoding multiplies by 2 pi: the lowest band is sin(pi x)
+                max_freq_exp=j - 2,
+                include_input=True,
+                implementation="torch",
+            )
+            for j in frequencies
+        )
+        widths = [e.get_out_dim() for e in self.encodings]
+        self.layers = nn.ModuleList(
+            nn.Linear(widths[0] if k == 0 else hidden_dim, hidden_dim) for k in range(depth)
+        )
+        self.modulators = nn.ModuleList(LinearModulator(widths[k + 1], hidden_dim, 1.0) for k in range(depth))
+        self.output = nn.Linear(hidden_dim, out_dim)
+        self._finish_init()
+
+    def _finish_init(self) -> None:
         self._tables: dict[int, _CellTable] = {}
         self._tables_version: tuple = ()
         self.register_load_state_dict_post_hook(_invalidate_after_load)
         self.reset_counters()
+
+    def _act(self, z: Tensor) -> Tensor:
+        """The backbone's nonlinearity on a pre-activation plus modulation."""
+        return torch.sin(self.w0 * z) if self.backbone == "siren" else torch.relu(z)
 
     def get_out_dim(self) -> int:
         return self.out_dim
@@ -201,6 +257,15 @@ class ASMR(nn.Module):
     def _counts(self, level: int) -> tuple[int, ...]:
         """Cells per axis at ``level`` (``C_l``)."""
         return self._level_counts[level]
+
+    def _cell_input(self, cells: Int[Tensor, "n d"], level: int, dtype: torch.dtype) -> Tensor:
+        """The backbone's input for level cells (per-axis indices at ``level``): the level's
+        normalised digit (siren), or the encoded cell centre (relu)."""
+        if self.backbone == "relu":
+            counts = torch.tensor(self._counts(level), device=cells.device, dtype=dtype)
+            return self.encodings[level]((cells.to(dtype) + 0.5) / counts)
+        base = torch.tensor(self.tiling.bank_counts[level], device=cells.device)
+        return self._normalised(cells % base, level, dtype)
 
     def _normalised(self, digits: Int[Tensor, "n d"], level: int, dtype: torch.dtype) -> Tensor:
         """``digit``: d / (B - 1) in [0, 1]; ``place``: the digit's place value d / C_l."""
@@ -221,14 +286,17 @@ class ASMR(nn.Module):
             coarser = torch.tensor(self._counts(finest), device=x.device) // torch.tensor(
                 self._counts(level), device=x.device
             )
-            base = torch.tensor(self.tiling.bank_counts[level], device=x.device)
-            inputs.append(self._normalised((cells // coarser) % base, level, x.dtype))
+            inputs.append(self._cell_input(cells // coarser, level, x.dtype))
         if self.remainder:
-            inputs.append(self._remainder(scaled, cells, x.dtype))
+            inputs.append(self._remainder(x, scaled, cells))
         return inputs
 
-    def _remainder(self, scaled: Tensor, cells: Int[Tensor, "n d"], dtype: torch.dtype) -> Tensor:
-        """Position inside the finest cell: the fraction, or with place values its share of ``x``."""
+    def _remainder(self, x: Tensor, scaled: Tensor, cells: Int[Tensor, "n d"]) -> Tensor:
+        """The last input: the position inside the finest cell (the fraction, or with place values
+        its share of ``x``), or with the relu backbone the encoded position."""
+        if self.backbone == "relu":
+            return self.encodings[-1](x)
+        dtype = x.dtype
         fraction = scaled - cells
         if self.digits == "place":
             fraction = fraction / torch.tensor(self._counts(self.num_levels - 1), device=scaled.device)
@@ -250,7 +318,7 @@ class ASMR(nn.Module):
         inputs = self.level_inputs(x)
         h = inputs[0]
         for k, (layer, modulator) in enumerate(zip(self.layers, self.modulators, strict=True)):
-            h = torch.sin(self.w0 * (layer(h) + modulator(inputs[k + 1])))
+            h = self._act(layer(h) + modulator(inputs[k + 1]))
         return self.output(h)
 
     def forward_shared(self, x: Float[Tensor, "n d"]) -> Float[Tensor, "n o"]:
@@ -264,8 +332,8 @@ class ASMR(nn.Module):
         cells, inverse = torch.unique(flatten_index(per_axis, self._counts(finest)), return_inverse=True)
         if self.remainder:
             z = self._preactivation(finest, cells, x.dtype)[inverse]
-            remainder = self._remainder(scaled, per_axis, x.dtype)  # per input, not shareable
-            h = torch.sin(self.w0 * (z + self.modulators[finest](remainder)))
+            remainder = self._remainder(x, scaled, per_axis)  # per input, not shareable
+            h = self._act(z + self.modulators[finest](remainder))
             self.shared_macs += self.modulators[finest].macs_per_sample() * len(x)
             return self._linear(self.output, h)
         return self._linear(self.output, self._activation(finest, cells, x.dtype))[inverse]
@@ -277,23 +345,26 @@ class ASMR(nn.Module):
         return layer(h)
 
     def _activation(self, level: int, cells: Int[Tensor, " m"], dtype: torch.dtype) -> Tensor:
-        """``h_level`` of distinct level cells (flat keys): level-0 digits, or the sine of the parent
-        cells' pre-activation plus this level's modulation."""
+        """``h_level`` of distinct level cells (flat keys): level 0's input, or the nonlinearity of
+        the parent cells' pre-activation plus this level's modulation."""
         per_axis = _unflatten(cells, self._counts(level))
         bases = self.tiling.bank_counts[level]
         if level == 0:
-            return self._normalised(per_axis, 0, dtype)
+            return self._cell_input(per_axis, 0, dtype)
         base = torch.tensor(bases, device=cells.device)
         parents, inverse = torch.unique(
             flatten_index(per_axis // base, self._counts(level - 1)), return_inverse=True
         )
         z = self._preactivation(level - 1, parents, dtype)[inverse]
-        # the modulation depends on this level's digit alone: one row per digit value, gathered
         modulator = self.modulators[level - 1]
+        if self.backbone == "relu":  # the cell centre: one modulation per cell
+            self.shared_macs += modulator.macs_per_sample() * len(cells)
+            return self._act(z + modulator(self._cell_input(per_axis, level, dtype)))
+        # the siren's modulation depends on this level's digit alone: one row per digit value
         values = _unflatten(torch.arange(math.prod(bases), device=cells.device), bases)
-        modulation = modulator(self._normalised(values, level, dtype))
+        modulation = modulator(self._cell_input(values, level, dtype))
         self.shared_macs += modulator.macs_per_sample() * len(values)
-        return torch.sin(self.w0 * (z + modulation[flatten_index(per_axis % base, bases)]))
+        return self._act(z + modulation[flatten_index(per_axis % base, bases)])
 
     def _preactivation(self, level: int, cells: Int[Tensor, " m"], dtype: torch.dtype) -> Tensor:
         """``W_level h_level + b_level`` of distinct level cells; in inference from the tables."""

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from nerfstudio.viewer.viewer_elements import ViewerCheckbox
 from torch import nn
 
-from nerf_loe.components.asmr import ASMR, Digits, Modulator, Sharing
+from nerf_loe.components.asmr import ASMR, Backbone, Digits, Modulator, Sharing
 from nerf_loe.components.tiling import parse_counts
 from nerf_loe.errors import ConfigError
 from nerf_loe.models.field_model import FieldModel, FieldModelConfig
@@ -29,7 +29,13 @@ class ASMRModelConfig(FieldModelConfig):
     levels (here 4), then the output layer. Cells per axis at level l: the product of the bases up
     to l (here 2, 8, 32, 128)."""
     hidden_dim: int = 128
-    """Width of the SIREN backbone."""
+    """Width of the backbone."""
+    backbone: Backbone = "siren"
+    """siren (the paper's) or relu: each layer reads the positional encoding of its level's cell
+    centre, the remainder layer that of the position (:mod:`nerf_loe.components.asmr`); the
+    same sharing. w0, modulator and digits apply to siren only."""
+    remainder_frequencies: int = 8
+    """relu backbone: frequencies of the position's encoding in the last layer (as the PE-MLP's)."""
     w0: float = 30.0
     """SIREN frequency."""
     modulator: Modulator = "linear"
@@ -55,6 +61,7 @@ class ASMRModelConfig(FieldModelConfig):
             ("modulator", self.modulator, ("linear", "nonlinear")),
             ("digits", self.digits, ("digit", "place")),
             ("sharing", self.sharing, ("never", "inference", "always")),
+            ("backbone", self.backbone, ("siren", "relu")),
         ):
             if value not in choices:
                 raise ConfigError(f"--pipeline.model.{option} {value!r}: choose {' or '.join(choices)}")
@@ -75,6 +82,8 @@ class ASMRModelConfig(FieldModelConfig):
             sharing=self.sharing,
             dense_cells=self.dense_cells,
             lazy_cells=self.lazy_cells,
+            backbone=self.backbone,
+            remainder_frequencies=self.remainder_frequencies,
         )
 
 
