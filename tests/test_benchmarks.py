@@ -14,6 +14,7 @@ from nerf_loe.benchmarks.methods import (
     apply_overrides,
     load_run,
     macs_per_sample,
+    overrides_for,
     plot,
     run_method,
     run_store,
@@ -147,9 +148,14 @@ def test_overrides_convert_to_each_options_type():
     trainer = copy.deepcopy(all_methods["asmr-nerf"])
     apply_overrides(config, ("trainer.optimizers.fields.optimizer.lr=1e-3",), datamanager, trainer)
     assert trainer.optimizers["fields"]["optimizer"].lr == 1e-3
-    assert all_methods["asmr-nerf"].optimizers["fields"]["optimizer"].lr == 5e-4
+    assert all_methods["asmr-nerf"].optimizers["fields"]["optimizer"].lr == 2e-3
     with pytest.raises(ConfigError, match="the trainer config has no option 'trainer.optimizers.colour.lr'"):
         apply_overrides(config, ("trainer.optimizers.colour.lr=1",), datamanager, trainer)
+    # items for one method, and values holding a colon, which name no method
+    assert overrides_for("mlp-nerf", ("asmr-nerf:w0=10", "dictionary=/a:b", "mlp-nerf:hidden_dim=8")) == (
+        "dictionary=/a:b",
+        "hidden_dim=8",
+    )
 
 
 def test_run_method_measures_training_and_test_metrics(tiny_scene, tmp_path):

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from nerf_loe.benchmarks import timing
+from nerf_loe.benchmarks import methods, timing
 from nerf_loe.components import asmr, dictionary, frequency_mask, gating
 from nerf_loe.data import teaching_selection
 from nerf_loe.inspection import grid_view, mesh, orbit, region_map
@@ -20,6 +20,7 @@ from nerf_loe.training import teaching_schedule
         marching,
         volume_rendering,
         timing,
+        methods,
         asmr,
         teaching_schedule,
         teaching_selection,

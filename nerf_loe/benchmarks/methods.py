@@ -75,7 +75,8 @@ class BenchmarkArgs:
     """Config overrides for every method of this package, as dotted ``key=value`` under the model
     config, e.g. ``background_color=white marcher.early_stop=none``, under the data manager's
     with a ``datamanager.`` prefix, e.g. ``datamanager.teaching.enabled=true``, or under the
-    trainer's with ``trainer.``, e.g. ``trainer.optimizers.fields.optimizer.lr=1e-3``."""
+    trainer's with ``trainer.``, e.g. ``trainer.optimizers.fields.optimizer.lr=1e-3``; an item
+    written ``<method>:key=value`` applies to that method only."""
     seed: int = 42
     """Seeds Python, NumPy and torch before each method trains, as ns-train does (runs repeat on
     one machine; compare seeds to see run-to-run variation)."""
@@ -118,6 +119,23 @@ def _convert(text: str, annotation: object) -> object:
     if kind in (int, float):
         return kind(text)
     return text
+
+
+def overrides_for(method: str, overrides: tuple[str, ...]) -> tuple[str, ...]:
+    """The ``--set`` items for ``method``: unqualified ones, and ``<method>:key=value`` ones for it.
+
+    Example:
+        >>> overrides_for("loe-nerf", ("hidden_dim=64", "loe-nerf:residual_banks=true", "asmr-nerf:w0=10"))
+        ('hidden_dim=64', 'residual_banks=true')
+    """
+    chosen = []
+    for item in overrides:
+        qualifier, _, rest = item.partition(":")
+        if not rest or "=" in qualifier:  # no method named (a value may hold a colon)
+            chosen.append(item)
+        elif qualifier == method:
+            chosen.append(rest)
+    return tuple(chosen)
 
 
 def apply_overrides(
@@ -270,7 +288,9 @@ def setup_trainer(method: str, scene: Path, args: BenchmarkArgs, output_dir: Pat
         dataparser = NerfstudioDataParserConfig(data=scene, scale_factor=args.scale_factor)
     config.pipeline.datamanager.dataparser = dataparser
     if method != "nerfacto":
-        apply_overrides(config.pipeline.model, args.set, config.pipeline.datamanager, config)
+        apply_overrides(
+            config.pipeline.model, overrides_for(method, args.set), config.pipeline.datamanager, config
+        )
     config.pipeline.datamanager.data = scene
     if args.max_steps != BenchmarkArgs.max_steps:
         config.max_num_iterations = args.max_steps

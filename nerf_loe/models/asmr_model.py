@@ -30,10 +30,11 @@ class ASMRModelConfig(FieldModelConfig):
     to l (here 2, 8, 32, 128)."""
     hidden_dim: int = 128
     """Width of the backbone."""
-    backbone: Backbone = "siren"
-    """siren (the paper's) or relu: each layer reads the positional encoding of its level's cell
-    centre, the remainder layer that of the position (:mod:`nerf_loe.components.asmr`); the
-    same sharing. w0, modulator and digits apply to siren only."""
+    backbone: Backbone = "relu"
+    """relu: each layer reads the positional encoding of its level's cell centre, the remainder
+    layer that of the position (:mod:`nerf_loe.components.asmr`), with the same sharing; siren:
+    the paper's backbone (train it at lr 5e-4). w0, modulator and digits apply to siren only.
+    chess2, 150 s on the CPU: relu 22.55 dB; the siren stalled near 15.6 dB."""
     remainder_frequencies: int = 8
     """relu backbone: frequencies of the position's encoding in the last layer (as the PE-MLP's)."""
     w0: float = 30.0
