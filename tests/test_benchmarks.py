@@ -233,11 +233,21 @@ def test_a_stored_run_is_reused_only_under_the_same_settings(tmp_path):
     assert load_run(path, args, Path("data/other-scene")) is None
 
 
-def test_sharing_benchmark_runs_only_the_last_layers_per_sample_with_warm_tables(tmp_path):
+@pytest.mark.parametrize(("backbone", "remainder_inputs"), [("siren", 3), ("relu", 3 + 2 * 3 * 8)])
+def test_sharing_benchmark_runs_only_the_last_layers_per_sample_with_warm_tables(
+    tmp_path, backbone, remainder_inputs
+):
     from nerf_loe.benchmarks.sharing import SharingArgs, image_positions, measure, report
 
     args = SharingArgs(
-        width=8, image=(12, 9), samples=6, chunk=200, repeats=1, device="cpu", out=tmp_path / "s"
+        width=8,
+        image=(12, 9),
+        samples=6,
+        chunk=200,
+        repeats=1,
+        device="cpu",
+        out=tmp_path / "s",
+        backbone=backbone,
     )
     positions = image_positions(args)
     assert positions.shape == (12 * 9 * 6, 3) and positions.min() >= 0 and positions.max() < 1
@@ -246,7 +256,7 @@ def test_sharing_benchmark_runs_only_the_last_layers_per_sample_with_warm_tables
     for r in rows:
         assert r["warm_macs"] < min(r["cold_macs"], r["direct_macs"])  # cold: tables built for 648 samples
         # warm: every cell is in a table, so only the remainder's modulator and the output run per sample
-        assert r["warm_macs"] == 3 * 8 + 8 * 16
+        assert r["warm_macs"] == remainder_inputs * 8 + 8 * 16  # relu: x, sin and cos at 8 frequencies
     assert "| 8 | 2-2-2-2-2-2-2 |" in report(rows, args, len(positions))
 
 

@@ -24,7 +24,7 @@ import tyro
 
 from nerf_loe.benchmarks import beside
 from nerf_loe.benchmarks.timing import Stopwatch
-from nerf_loe.components.asmr import ASMR
+from nerf_loe.components.asmr import ASMR, Backbone
 from nerf_loe.errors import install_excepthook
 
 RESULTS = Path(__file__).parent / "results"
@@ -36,6 +36,8 @@ BASES = {4: [4, 4, 8], 6: [2, 2, 4, 4, 2], 8: [2, 2, 2, 2, 2, 2, 2]}
 @dataclass
 class SharingArgs:
     width: int = 128
+    backbone: Backbone = "relu"
+    """relu (asmr-nerf's default) or siren (the paper's)."""
     """Trunk width."""
     image: tuple[int, int] = (100, 75)
     samples: int = 48
@@ -74,7 +76,7 @@ def measure(args: SharingArgs) -> list[dict]:
     rows = []
     for depth, bases in BASES.items():
         torch.manual_seed(0)
-        net = ASMR([(b, b, b) for b in bases], args.width, 16).to(args.device)
+        net = ASMR([(b, b, b) for b in bases], args.width, 16, backbone=args.backbone).to(args.device)
         times: dict[str, list[float]] = {"direct": [], "cold": [], "warm": []}
         for _ in range(args.repeats):
             times["direct"].append(render(net, positions, args.chunk, shared=False))
@@ -108,9 +110,10 @@ def report(rows: list[dict], args: SharingArgs, samples: int) -> str:
         "",
         f"Command: `python -m nerf_loe.benchmarks.sharing {shlex.join(sys.argv[1:])}`",
         "",
-        f"Width {args.width}, finest cell 1/128 of the box per axis, {samples:,d} positions "
-        f"({args.samples} per ray), chunks of {args.chunk:,d}; median of {args.repeats} runs. Cold: tables "
-        "rebuilt (first render after a parameter change); warm: the next render.",
+        f"{args.backbone} backbone, width {args.width}, finest cell 1/128 of the box per axis, "
+        f"{samples:,d} positions ({args.samples} per ray), chunks of {args.chunk:,d}; "
+        f"median of {args.repeats} runs. Cold: tables rebuilt (first render after a parameter "
+        "change); warm: the next render.",
         "",
         "| depth | bases per axis | direct s | shared cold s | shared warm s | cold / depth 4 "
         "| warm / depth 4 | MACs/sample direct | cold | warm | tables MiB |",
