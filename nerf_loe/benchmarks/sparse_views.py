@@ -36,6 +36,7 @@ from nerf_loe.benchmarks.methods import (
     MethodResult,
     load_run,
     run_method,
+    run_store,
     save_run,
     view_grid,
 )
@@ -171,7 +172,7 @@ def run(args: SparseViewArgs) -> list[tuple[int, MethodResult]]:
             )
             for method in args.methods:
                 settings = method_args(args, method, views, dictionary)
-                stored = args.runs_dir / f"{split.name}__{method}.pkl"
+                stored = run_store(settings, split, method)
                 result = load_run(stored, settings, split)
                 if result is None:
                     result = in_fresh_process(run_method, method, split, settings)
