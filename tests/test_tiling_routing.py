@@ -430,3 +430,19 @@ def test_bad_tiling_configs_are_reported():
         Tiling([(0, 2)])
     with pytest.raises(ConfigError, match="3-D"):
         Tiling([(2, 2, 2)]).select(torch.rand(4, 2), 0)
+
+
+def test_chunk_size_follows_the_pass_size():
+    # Unset, the chunk is chosen per layout: a small pass (about 17 rows per bank) takes 32-row
+    # chunks (4 chunks: 128 padded rows + 4 weight copies, against 256 rows for 64-row chunks); a
+    # large one (2 banks of 2000 rows) 256-row chunks (16 chunks, 4096 rows, against 32 of 128).
+    # Outputs equal the per-sample definition either way.
+    torch.manual_seed(2)
+    weight = torch.randn(4, 3, 5, dtype=torch.float64)
+    for n, expected_chunk in ((70, 32), (4000, 256)):
+        index = torch.arange(n) % 4 if n < 100 else torch.arange(n) // 2000
+        x = torch.randn(n, 5, dtype=torch.float64)
+        routes = Routes(index, 4)
+        assert routes.chunk == expected_chunk
+        ref = torch.stack([weight[index[i]] @ x[i] for i in range(n)])
+        torch.testing.assert_close(routes.apply(x, weight), ref)

@@ -1,12 +1,14 @@
 """Routing benchmark: the cost of per-position weight banks against the equal-MAC MLP.
 
-Run: ``python -m nerf_loe.benchmarks.routing [--device cuda] [--chunks 64 128 256]``. Times one
-forward + backward of loe-nerf's default trunk (banks 2x2x2, 4x4x4, 4x4x4, 4x4x4, width 128, on
-the positional encoding) and of the same trunk with one bank per layer (the PE-MLP, a plain
-matmul per layer) on the same samples, for each chunk size of the routed matmul. Positions are
-drawn cubed-uniform, so bank loads are uneven as in a real scene. Prints the median of
-``repeats`` runs per variant, the variants interleaved round by round so drift hits all alike,
-and writes ``<out>.md`` headed by the command.
+Run: ``python -m nerf_loe.benchmarks.routing [--device cuda] [--samples 3000 30000]
+[--chunks 64 128 256]``. Times loe-nerf's default trunk (banks 2x2x2, 4x4x4, 4x4x4, 4x4x4, width
+128, on the positional encoding) against the same trunk with one bank per layer (the PE-MLP, a
+plain matmul per layer) on the same samples: one forward + backward (training) and one forward
+without gradients (the early-stopping pre-pass, grid updates, rendering), for the chunk size
+chosen per layout (``auto``) and each fixed one. Training passes hold ~10-30k samples, pre-pass
+windows a few thousand. Positions are drawn cubed-uniform, so bank loads are uneven as in a real
+scene. Prints the median of ``repeats`` runs per variant, the variants interleaved round by round
+so drift hits all alike, and writes ``<out>.md`` headed by the command.
 """
 
 from __future__ import annotations
@@ -33,60 +35,82 @@ LOE_BANKS = [(2, 2, 2), (4, 4, 4), (4, 4, 4), (4, 4, 4)]
 @dataclass
 class RoutingArgs:
     device: str = "cuda" if torch.cuda.is_available() else "cpu"
-    samples: int = 100_000
+    samples: tuple[int, ...] = (3_000, 30_000, 100_000)
     features: int = 51
     """Trunk input width (loe-nerf's positional encoding of a 3-D position: 3 + 3 x 2 x 8)."""
     hidden: int = 128
-    chunks: tuple[int, ...] = (64, 128, 256)
+    chunks: tuple[int, ...] = (32, 64, 128, 256)
+    """Fixed chunk sizes to time besides the per-layout choice."""
     repeats: int = 7
     out: Path = field(default_factory=lambda: RESULTS / "routing")
 
 
-def time_step(mlp: TiledMLP, features: torch.Tensor, x: torch.Tensor) -> float:
-    """Seconds for one forward + backward (parameter gradients only, as in training)."""
-    with Stopwatch(cuda=features.is_cuda) as watch:
-        mlp(features, x).square().mean().backward()
+def time_pass(mlp: TiledMLP, features: torch.Tensor, x: torch.Tensor, train: bool) -> float:
+    """Seconds for one forward + backward (parameter gradients only, as in training), or one
+    forward without gradients."""
+    with Stopwatch(cuda=features.is_cuda) as watch, torch.set_grad_enabled(train):
+        out = mlp(features, x)
+        if train:
+            out.square().mean().backward()
     return watch.seconds
+
+
+Variant = tuple[str, int | None]
+"""A trunk name and a fixed chunk size (None: chosen per layout)."""
+
+
+def time_variants(
+    trunks: dict[str, TiledMLP], variants: list[Variant], n: int, train: bool, args: RoutingArgs
+) -> dict[Variant, float]:
+    """Median seconds per variant (trunk, fixed chunk or None for the per-layout choice)."""
+    x = torch.rand(n, 3, device=args.device).pow(3)
+    features = torch.randn(n, args.features, device=args.device)
+    times: dict[Variant, list[float]] = {v: [] for v in variants}
+    try:
+        for round_ in range(args.repeats + 1):  # round 0 warms up
+            for name, chunk in variants:
+                routing.CHUNK_ROWS = chunk
+                seconds = time_pass(trunks[name], features, x, train)
+                if round_:
+                    times[(name, chunk)].append(seconds)
+    finally:
+        routing.CHUNK_ROWS = None
+    return {v: statistics.median(t) for v, t in times.items()}
 
 
 def main() -> None:
     args = tyro.cli(RoutingArgs)
     torch.manual_seed(0)
-    x = torch.rand(args.samples, 3, device=args.device).pow(3)
-    features = torch.randn(args.samples, args.features, device=args.device)
     trunks = {
         "mlp": TiledMLP(args.features, args.hidden, 16, Tiling([(1, 1, 1)] * len(LOE_BANKS))),
-        "loe": TiledMLP(args.features, args.hidden, 16, Tiling(LOE_BANKS)),
+        "loe": TiledMLP(
+            args.features, args.hidden, 16, Tiling(LOE_BANKS), residual_banks=True, residual_scale=0.1
+        ),
     }
     trunks = {k: v.to(args.device) for k, v in trunks.items()}
-    variants = [("mlp", None)] + [("loe", c) for c in args.chunks]
-    times: dict[tuple[str, int | None], list[float]] = {v: [] for v in variants}
-    default_chunk = routing.CHUNK_ROWS
-    try:
-        for round_ in range(args.repeats + 1):  # round 0 warms up
-            for name, chunk in variants:
-                routing.CHUNK_ROWS = chunk or default_chunk
-                seconds = time_step(trunks[name], features, x)
-                if round_:
-                    times[(name, chunk)].append(seconds)
-    finally:
-        routing.CHUNK_ROWS = default_chunk
-    mlp_ms = statistics.median(times[("mlp", None)]) * 1e3
+    variants: list[Variant] = [("mlp", None), ("loe", None)] + [("loe", c) for c in args.chunks]
     command = "python -m nerf_loe.benchmarks.routing " + shlex.join(sys.argv[1:])
     threads = torch.get_num_threads()
     lines = [
-        "# Routing: LoE trunk against the equal-MAC MLP trunk, forward + backward",
+        "# Routing: LoE trunk against the equal-MAC MLP trunk",
         "",
-        f"Command: `{command}` ({args.device}, {threads} threads, {args.samples} samples, "
-        f"median of {args.repeats})",
+        f"Command: `{command}` ({args.device}, {threads} threads, median of {args.repeats}; "
+        "loe-nerf's residual banks)",
         "",
-        "| trunk | chunk rows | ms | / MLP |",
-        "|---|---:|---:|---:|",
-        f"| mlp | - | {mlp_ms:.1f} | 1.00 |",
+        "| pass | samples | MLP ms | " + " | ".join(["loe auto"] + [f"loe {c}" for c in args.chunks]) + " |",
+        "|---|---:|---:|" + "---:|" * (1 + len(args.chunks)),
     ]
-    for chunk in args.chunks:
-        ms = statistics.median(times[("loe", chunk)]) * 1e3
-        lines.append(f"| loe | {chunk} | {ms:.1f} | {ms / mlp_ms:.2f} |")
+    for train in (True, False):
+        for n in args.samples:
+            times = time_variants(trunks, variants, n, train, args)
+            mlp_s = times[("mlp", None)]
+            ratios = [f"{times[v] / mlp_s:.2f}x" for v in variants[1:]]
+            lines.append(
+                f"| {'forward + backward' if train else 'forward, no grad'} | {n} | {mlp_s * 1e3:.1f} | "
+                + " | ".join(ratios)
+                + " |"
+            )
+            print(lines[-1], flush=True)
     print("\n".join(lines))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     beside(args.out, ".md").write_text("\n".join(lines) + "\n")

@@ -6,9 +6,11 @@ bank in fixed-size chunks: each bank's rows fill ``ceil(count / chunk)`` chunks 
 applies each chunk's bank matrix to it. The kernel count per layer is then constant, whatever the
 number of banks: a loop of one matmul per bank was launch-bound on a GPU (on an H100, ~900 small
 matmuls per loe-nerf step took ~100 ms of CPU time for 16 ms of GPU work), and on the CPU the
-batched form costs the same as that loop (``benchmarks/results/routing_cpu.md``). Padding costs at
-most ``chunk - 1`` rows per used bank; memory is O(samples x width) plus one ``[out, in]`` matrix
-per chunk.
+batched form costs the same as that loop. Padding costs at most ``chunk - 1`` rows per used bank,
+each chunk a copy of its bank's matrix, so the chunk size is chosen per layout from the bank
+counts (:data:`CHUNK_COST_ROWS`): a fixed 256 cost 4.8x the MLP's forward + backward on 3,000
+samples, where the choice costs 2.2x (``benchmarks/results/routing_cpu.md``). Memory is
+O(samples x width) plus one ``[out, in]`` matrix per chunk.
 
 The backward pass is written out (:class:`_RoutedMatmul`): the padded layout is a one-to-one map
 of rows, so gradients move by ``index_copy``/``index_select`` (no scatter-add), and each chunk's
@@ -22,10 +24,17 @@ from jaxtyping import Float, Int
 from torch import Tensor
 from torch.autograd.function import FunctionCtx, once_differentiable
 
-CHUNK_ROWS = 256
-"""Rows per chunk: large enough that the per-chunk weight copies stay small next to the rows
-(measured on 2 CPU threads, trunk width 128: 128 rows cost 1.8x the MLP, 256 1.47x, 1024 1.65x),
-small enough that padding stays a fraction of the rows."""
+CHUNK_CHOICES = (32, 64, 128, 256)
+"""Chunk sizes a layout picks from (powers of two: matmul-friendly)."""
+
+CHUNK_COST_ROWS = 32
+"""The cost of one chunk's weight copy, in padded rows: a layout takes the chunk size with the
+fewest ``padded rows + CHUNK_COST_ROWS x chunks``. Small passes (the early-stopping pre-pass
+windows, a few thousand samples over 64 banks) then take small chunks, whose padding is small,
+large ones 128-256 rows, whose weight copies are few."""
+
+CHUNK_ROWS: int | None = None
+"""A fixed chunk size for every layout (benchmarks set it); None chooses per layout."""
 
 
 class Routes:
@@ -37,15 +46,22 @@ class Routes:
 
     def __init__(self, bank_index: Int[Tensor, " n"], num_banks: int, chunk: int | None = None) -> None:
         chunk = CHUNK_ROWS if chunk is None else chunk  # read at call time: benchmarks vary it
-        self.num_samples, self.chunk = int(bank_index.shape[0]), chunk
+        self.num_samples = int(bank_index.shape[0])
         counts = torch.bincount(bank_index, minlength=num_banks)
+        choices = torch.tensor(CHUNK_CHOICES if chunk is None else (chunk,), device=counts.device)
+        chunks_per_choice = ((counts[None] + choices[:, None] - 1) // choices[:, None]).sum(1)
+        cost = chunks_per_choice * (choices + CHUNK_COST_ROWS)
+        best = cost.argmin()
+        self.chunk, self.num_chunks, used, first_bank = (
+            torch.stack(
+                [choices[best], chunks_per_choice[best], (counts > 0).sum(), counts.ne(0).int().argmax()]
+            ).tolist()
+            if num_banks
+            else (int(choices[0]), 0, 0, 0)
+        )  # the one host sync: the chunk size and the padded size
+        chunk = self.chunk
         chunks_per_bank = (counts + chunk - 1) // chunk
         chunk_end = chunks_per_bank.cumsum(0)
-        self.num_chunks, used, first_bank = (
-            torch.stack([chunk_end[-1], (counts > 0).sum(), counts.ne(0).int().argmax()]).tolist()
-            if num_banks
-            else (0, 0, 0)
-        )  # the one host sync: the padded size
         self.single_bank: int | None = first_bank if used <= 1 else None
         """The only bank used (also when no samples): then a plain matmul serves."""
         if self.single_bank is not None:
