@@ -12,6 +12,7 @@ from nerf_loe.benchmarks.methods import (
     EvalPoint,
     MethodResult,
     apply_overrides,
+    check_qualifiers,
     load_run,
     macs_per_sample,
     overrides_for,
@@ -19,6 +20,7 @@ from nerf_loe.benchmarks.methods import (
     run_method,
     run_store,
     save_run,
+    setup_trainer,
     summary,
     table,
     view_grid,
@@ -34,14 +36,15 @@ def _result(method: str, rays_per_s: float, curve: list[EvalPoint], note: str = 
 
 def test_table_reports_ratios_to_nerfacto_and_unreached_equal_steps():
     args = BenchmarkArgs(budget_s=60, equal_steps=100)
-    loe = _result("loe-nerf", 800.0, [EvalPoint(100, 10.0, 20.0, 0.5, 23.0), EvalPoint(600, 60.0, 25.0, 0.7)])
+    final = EvalPoint(600, 60.0, 25.0, 0.7, shared_macs=987.6)
+    loe = _result("loe-nerf", 800.0, [EvalPoint(100, 10.0, 20.0, 0.5, 23.0), final])
     loe.render_s, loe.render_macs_per_sample = 0.5, 1234.4  # a trunk that counts its shared MACs
     nerfacto = _result("nerfacto", 100.0, [EvalPoint(4, 60.0, 12.0, 0.2)], note="field MLPs only")
     text = table([loe, nerfacto], args)
     rows = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| ")}
     loe_cells = [c.strip() for c in rows["loe-nerf"].split("|")[1:-1]]
     assert loe_cells[1:7] == ["25.00", "0.700", "600", "20.00", "0.500", "23.00"]
-    assert loe_cells[7:10] == ["800 (8.0x)", "100 (1,234 shared)", "0.50"]
+    assert loe_cells[7:10] == ["800 (8.0x)", "100 (1,234 shared, one image; 988 over the test set)", "0.50"]
     nerfacto_cells = [c.strip() for c in rows["nerfacto"].split("|")[1:-1]]
     assert nerfacto_cells[4:7] == ["-", "-", "-"] and nerfacto_cells[8] == "100*"
     assert all(len(line.split("|")) == len(text.splitlines()[0].split("|")) for line in rows.values())
@@ -156,6 +159,12 @@ def test_overrides_convert_to_each_options_type():
         "dictionary=/a:b",
         "hidden_dim=8",
     )
+    # an item that would reach no run is an error, not silently dropped
+    check_qualifiers(("loe-nerf", "nerfacto"), ("loe-nerf:hidden_dim=8", "dictionary=/a:b"))
+    with pytest.raises(ConfigError, match="nerfacto runs as shipped"):
+        check_qualifiers(("loe-nerf", "nerfacto"), ("nerfacto:hidden_dim=8",))
+    with pytest.raises(ConfigError, match="mlp-nerf is not among --methods loe-nerf"):
+        check_qualifiers(("loe-nerf",), ("mlp-nerf:hidden_dim=8",))
 
 
 def test_run_method_measures_training_and_test_metrics(tiny_scene, tmp_path):
@@ -304,3 +313,29 @@ def test_sparse_view_fits_get_freenerf_by_view_count_and_the_margin_over_the_bes
     row = "| 3 |  | 21.00 / 0.800 / 20 | 17.50 / 0.600 / 90 | 16.00 / 0.600 / 99 | +3.50 (mlp-nerf) |"
     assert row in text
     assert (tmp_path / "sparse.md").read_text() == text and (tmp_path / "sparse.json").is_file()
+
+
+def test_asmr_nerfs_executed_macs_count_the_colour_head_and_fall_below_the_direct_count(tiny_scene, tmp_path):
+    # Sharing trunks report the MACs they execute: per sample at least what cannot be shared (the
+    # position's modulator, the output layer, the colour head, all from their layer shapes), and,
+    # with small tables reused over many samples, below the direct path's count of every layer.
+    args = BenchmarkArgs(
+        budget_s=1e9,
+        max_steps=2,
+        equal_steps=2,
+        device="cpu",
+        train_views=0,
+        scale_factor=0.5,
+        set=("bases=2x2x2,2x2x2", "hidden_dim=16"),
+    )
+    model = setup_trainer("asmr-nerf", tiny_scene, args, tmp_path).pipeline.model
+    trunk, head = model.field.trunk, model.field.color_head
+    widths = [head.in_dim] + [head.layer_width] * (head.num_layers - 1) + [head.out_dim]
+    per_sample = (
+        trunk.modulators[-1].linear.in_features * 16
+        + 16 * trunk.output.out_features
+        + sum(a * b for a, b in zip(widths[:-1], widths[1:], strict=True))
+    )
+    result = run_method("asmr-nerf", tiny_scene, args)
+    for executed in (result.render_macs_per_sample, result.curve[-1].shared_macs):
+        assert per_sample < executed < result.macs_per_sample

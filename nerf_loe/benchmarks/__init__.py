@@ -1,6 +1,8 @@
 """On-demand benchmarks (scripts that print figures; results live in nerf_loe/benchmarks/results)."""
 
 import multiprocessing
+import shlex
+import sys
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -12,6 +14,18 @@ T = TypeVar("T")
 def beside(stem: Path, suffix: str) -> Path:
     """``stem`` with ``suffix`` appended (``Path.with_suffix`` would cut a stem like ``scale_0.1``)."""
     return stem.parent / (stem.name + suffix)
+
+
+def invocation(program: str) -> str:
+    """The command line that ran this benchmark: ``program`` (e.g. ``python -m
+    nerf_loe.benchmarks.routing``) and this process's arguments, quoted for a shell."""
+    return " ".join([program, shlex.join(sys.argv[1:])]).rstrip()
+
+
+def report_head(title: str, program: str, detail: str = "") -> list[str]:
+    """A results file's first lines: the title and the command that produced it (``detail``
+    follows the command on its line: device, threads, repeats)."""
+    return [f"# {title}", "", f"Command: `{invocation(program)}`{detail}"]
 
 
 def in_fresh_process(function: Callable[..., T], *args: object) -> T:

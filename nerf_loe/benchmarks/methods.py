@@ -20,12 +20,11 @@ import json
 import pickle
 import random
 import resource
-import shlex
 import statistics
-import sys
 import tempfile
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
@@ -35,9 +34,12 @@ import torch
 import tyro
 from torch import nn
 
-from nerf_loe.benchmarks import beside, in_fresh_process
+from nerf_loe.benchmarks import beside, in_fresh_process, invocation, report_head
 from nerf_loe.benchmarks.timing import Stopwatch
 from nerf_loe.errors import ConfigError, install_excepthook
+
+PROGRAM = "python -m nerf_loe.benchmarks.methods"
+"""How a user runs this benchmark (the command line in its results)."""
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -130,12 +132,29 @@ def overrides_for(method: str, overrides: tuple[str, ...]) -> tuple[str, ...]:
     """
     chosen = []
     for item in overrides:
-        qualifier, _, rest = item.partition(":")
-        if not rest or "=" in qualifier:  # no method named (a value may hold a colon)
+        qualifier = _qualifier(item)
+        if qualifier is None:
             chosen.append(item)
         elif qualifier == method:
-            chosen.append(rest)
+            chosen.append(item[len(qualifier) + 1 :])
     return tuple(chosen)
+
+
+def _qualifier(item: str) -> str | None:
+    """The method a ``--set`` item names (``<method>:key=value``), None for an unqualified one."""
+    qualifier, _, rest = item.partition(":")
+    return qualifier if rest and "=" not in qualifier else None  # a value may hold a colon
+
+
+def check_qualifiers(methods: tuple[str, ...], overrides: tuple[str, ...]) -> None:
+    """A ConfigError for a ``--set`` item that would reach no run: one naming a method not
+    benchmarked, or nerfacto (which runs as shipped)."""
+    for item in overrides:
+        qualifier = _qualifier(item)
+        if qualifier == "nerfacto":
+            raise ConfigError(f"--set {item!r}: nerfacto runs as shipped, without overrides")
+        if qualifier is not None and qualifier not in methods:
+            raise ConfigError(f"--set {item!r}: {qualifier} is not among --methods {' '.join(methods)}")
 
 
 def apply_overrides(
@@ -175,6 +194,9 @@ class EvalPoint:
     ssim: float
     train_psnr: float | None = None
     """Mean PSNR over ``train_views`` training views (None when not measured)."""
+    shared_macs: float | None = None
+    """Field MACs executed per sample over the test set, for trunks that share activations (ASMR):
+    tables built once for the evaluation and reused across its images, as ns-eval renders."""
 
 
 @dataclass
@@ -197,7 +219,24 @@ class MethodResult:
     render_s: float = 0.0
     """Seconds to render that view (no gradients, the model's evaluation chunking)."""
     render_macs_per_sample: float | None = None
-    """Trunk MACs executed per sample in that render, for trunks that share activations (ASMR)."""
+    """Field MACs executed per sample in that render (tables built for it), for trunks that share
+    activations (ASMR)."""
+
+
+def _sharing_trunk(model: nn.Module) -> nn.Module | None:
+    """The field's trunk if it shares activations and counts the MACs it executes (ASMR)."""
+    trunk = getattr(getattr(model, "field", None), "trunk", None)
+    return trunk if hasattr(trunk, "shared_macs_per_sample") else None
+
+
+def _count_shared_macs(model: nn.Module, trunk: nn.Module) -> Callable[[], float]:
+    """Start counting a sharing trunk's executed MACs from empty tables; the returned function gives
+    the field's MACs per sample since: the trunk's as executed plus the other parts' (the colour
+    head runs per sample)."""
+    trunk.invalidate_tables()
+    trunk.reset_counters()
+    others = sum(m for part, (m, _) in model.field.complexity().items() if part != "trunk")
+    return lambda: trunk.shared_macs_per_sample() + others
 
 
 def macs_per_sample(model: nn.Module) -> tuple[int, str]:
@@ -234,11 +273,9 @@ def _middle_test_view(pipeline) -> tuple[np.ndarray, np.ndarray, float, float | 
     pipeline.eval()
     dataset = pipeline.datamanager.eval_dataset
     model = pipeline.model
-    trunk = getattr(getattr(model, "field", None), "trunk", None)
-    counts = hasattr(trunk, "shared_macs_per_sample")
-    if counts:  # the first render after training: tables built, not reused from the evaluation
-        trunk.invalidate_tables()
-        trunk.reset_counters()
+    trunk = _sharing_trunk(model)
+    # the first render after training: tables built for it, not reused from the evaluation
+    counted = _count_shared_macs(model, trunk) if trunk is not None else None
     i = len(dataset) // 2
     with torch.no_grad():
         with Stopwatch(cuda=model.device.type == "cuda") as watch:
@@ -250,17 +287,20 @@ def _middle_test_view(pipeline) -> tuple[np.ndarray, np.ndarray, float, float | 
             rgb, target = outputs["rgb"], target[..., :3]
     pipeline.train()
     target, rgb = ((t.clamp(0, 1).cpu().numpy() * 255 + 0.5).astype(np.uint8) for t in (target, rgb))
-    return target, rgb, watch.seconds, trunk.shared_macs_per_sample() if counts else None
+    return target, rgb, watch.seconds, counted() if counted is not None else None
 
 
 def _evaluate(pipeline, step: int, train_s: float, train_views: int) -> EvalPoint:
     pipeline.eval()
+    trunk = _sharing_trunk(pipeline.model)
+    counted = _count_shared_macs(pipeline.model, trunk) if trunk is not None else None
     with torch.no_grad():
         metrics = pipeline.get_average_eval_image_metrics(step=step)
+        shared_macs = counted() if counted is not None else None
         pipeline.eval()  # nerfstudio's evaluation ends in training mode (random backgrounds, ...)
         train_psnr = _train_view_psnr(pipeline, train_views)
     pipeline.train()
-    return EvalPoint(step, train_s, float(metrics["psnr"]), float(metrics["ssim"]), train_psnr)
+    return EvalPoint(step, train_s, float(metrics["psnr"]), float(metrics["ssim"]), train_psnr, shared_macs)
 
 
 def run_method(method: str, scene: Path, args: BenchmarkArgs) -> MethodResult:
@@ -388,7 +428,10 @@ def table(results: list[MethodResult], args: BenchmarkArgs) -> str:
             speed += f" ({r.rays_per_s / baseline.rays_per_s:.1f}x)"
         macs = f"{r.macs_per_sample:,d}" + ("*" if r.macs_note else "")
         if r.render_macs_per_sample is not None:
-            macs += f" ({r.render_macs_per_sample:,.0f} shared)"
+            macs += f" ({r.render_macs_per_sample:,.0f} shared, one image"
+            if final.shared_macs is not None:
+                macs += f"; {final.shared_macs:,.0f} over the test set"
+            macs += ")"
         at_equal = ["-"] * 3
         if equal is not None:
             fitted = "-" if equal.train_psnr is None else f"{equal.train_psnr:.2f}"
@@ -449,6 +492,7 @@ def main() -> None:
     unknown = [m for m in args.methods if m not in all_methods]
     if unknown:
         raise ConfigError(f"unknown method(s) {unknown}; choose from: {', '.join(sorted(all_methods))}")
+    check_qualifiers(args.methods, args.set)
     if args.scenes:
         scenes = list(args.scenes)
     else:
@@ -503,13 +547,13 @@ def write_report(results: list[MethodResult], args: BenchmarkArgs, scenes: list[
     """Write ``<out>.md`` (summary and per-scene tables, with the command), ``<out>.json``,
     ``<out>.png`` (PSNR curves) and ``<out>_views.png`` (one test view per scene and method)."""
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    command = "python -m nerf_loe.benchmarks.methods " + shlex.join(sys.argv[1:])
     limit = f"{args.budget_s:.0f} s"
     if args.max_steps != BenchmarkArgs.max_steps:
         limit += f" or {args.max_steps} steps"
     names = ", ".join(scene.name for scene in scenes)
     title = f"{names}, {args.device}, {limit} per method"
-    sections = [f"# Method benchmark: {title}", f"Command: `{command}`"]
+    head = report_head(f"Method benchmark: {title}", PROGRAM)
+    sections = [head[0], head[-1]]
     if len(scenes) > 1:
         sections += ["## Over scenes", summary(results, args)]
     for scene in scenes:
@@ -525,7 +569,7 @@ def write_report(results: list[MethodResult], args: BenchmarkArgs, scenes: list[
     beside(args.out, ".md").write_text(text)
     images = ("view", "target")  # in the PNG grid, not in the JSON
     payload = {
-        "command": command,
+        "command": invocation(PROGRAM),
         "scenes": [str(scene) for scene in scenes],
         "results": [{k: v for k, v in asdict(r).items() if k not in images} for r in results],
     }

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import json
 import math
-import shlex
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -27,11 +25,14 @@ import tyro
 from jaxtyping import Float
 from torch import Tensor, nn
 
-from nerf_loe.benchmarks import beside
+from nerf_loe.benchmarks import beside, invocation, report_head
 from nerf_loe.components.asmr import ASMR, Modulator, Sharing
 from nerf_loe.components.siren import Siren
 from nerf_loe.components.tiling import parse_counts
 from nerf_loe.errors import ConfigError, install_excepthook
+
+PROGRAM = "nerf-loe-raster"
+"""How a user runs this benchmark (the command line in its results)."""
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -155,13 +156,13 @@ def run(args: RasterArgs) -> dict:
 
 
 def report(rows: dict, args: RasterArgs) -> str:
-    command = "nerf-loe-raster " + shlex.join(sys.argv[1:])
     a, s = rows["asmr"], rows["siren"]
+    title = (
+        f"Raster fit: {args.image} {args.size}x{args.size}, {len(args.bases)} layers x {args.hidden_dim}, "
+        f"{args.steps} full-image Adam steps, CPU"
+    )
     lines = [
-        f"# Raster fit: {args.image} {args.size}x{args.size}, {len(args.bases)} layers x {args.hidden_dim}, "
-        f"{args.steps} full-image Adam steps, CPU",
-        "",
-        f"Command: `{command}`",
+        *report_head(title, PROGRAM),
         "",
         "| network | PSNR (dB) | MACs/pixel | MACs/pixel, shared | fit time (s) | render (s) | params |",
         "|---|---:|---:|---:|---:|---:|---:|",
@@ -186,7 +187,7 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     beside(args.out, ".md").write_text(text)
     payload = {
-        "command": "nerf-loe-raster " + shlex.join(sys.argv[1:]),
+        "command": invocation(PROGRAM),
         "args": asdict(args),
         "results": rows,
     }

@@ -13,16 +13,14 @@ so drift hits all alike, and writes ``<out>.md`` headed by the command.
 
 from __future__ import annotations
 
-import shlex
 import statistics
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 import tyro
 
-from nerf_loe.benchmarks import beside
+from nerf_loe.benchmarks import beside, report_head
 from nerf_loe.benchmarks.methods import RESULTS
 from nerf_loe.benchmarks.timing import Stopwatch
 from nerf_loe.components import routing
@@ -89,13 +87,13 @@ def main() -> None:
     }
     trunks = {k: v.to(args.device) for k, v in trunks.items()}
     variants: list[Variant] = [("mlp", None), ("loe", None)] + [("loe", c) for c in args.chunks]
-    command = "python -m nerf_loe.benchmarks.routing " + shlex.join(sys.argv[1:])
     threads = torch.get_num_threads()
     lines = [
-        "# Routing: LoE trunk against the equal-MAC MLP trunk",
-        "",
-        f"Command: `{command}` ({args.device}, {threads} threads, median of {args.repeats}; "
-        "loe-nerf's residual banks)",
+        *report_head(
+            "Routing: LoE trunk against the equal-MAC MLP trunk",
+            "python -m nerf_loe.benchmarks.routing",
+            f" ({args.device}, {threads} threads, median of {args.repeats}; loe-nerf's residual banks)",
+        ),
         "",
         "| pass | samples | MLP ms | " + " | ".join(["loe auto"] + [f"loe {c}" for c in args.chunks]) + " |",
         "|---|---:|---:|" + "---:|" * (1 + len(args.chunks)),

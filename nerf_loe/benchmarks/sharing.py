@@ -13,16 +13,14 @@ MACs per sample, table memory, and the time ratio to depth 4.
 from __future__ import annotations
 
 import math
-import shlex
 import statistics
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import tyro
 
-from nerf_loe.benchmarks import beside
+from nerf_loe.benchmarks import beside, report_head
 from nerf_loe.benchmarks.timing import Stopwatch
 from nerf_loe.components.asmr import ASMR, Backbone
 from nerf_loe.errors import install_excepthook
@@ -36,9 +34,9 @@ BASES = {4: [4, 4, 8], 6: [2, 2, 4, 4, 2], 8: [2, 2, 2, 2, 2, 2, 2]}
 @dataclass
 class SharingArgs:
     width: int = 128
+    """Trunk width."""
     backbone: Backbone = "relu"
     """relu (asmr-nerf's default) or siren (the paper's)."""
-    """Trunk width."""
     image: tuple[int, int] = (100, 75)
     samples: int = 48
     """Samples per ray inside the box."""
@@ -104,11 +102,12 @@ def measure(args: SharingArgs) -> list[dict]:
 
 def report(rows: list[dict], args: SharingArgs, samples: int) -> str:
     base = rows[0]
+    title = (
+        f"ASMR activation sharing: trunk cost of one {args.image[0]}x{args.image[1]} image against depth, "
+        f"{args.device}"
+    )
     lines = [
-        f"# ASMR activation sharing: trunk cost of one {args.image[0]}x{args.image[1]} image against depth, "
-        f"{args.device}",
-        "",
-        f"Command: `python -m nerf_loe.benchmarks.sharing {shlex.join(sys.argv[1:])}`",
+        *report_head(title, "python -m nerf_loe.benchmarks.sharing"),
         "",
         f"{args.backbone} backbone, width {args.width}, finest cell 1/128 of the box per axis, "
         f"{samples:,d} positions ({args.samples} per ray), chunks of {args.chunk:,d}; "

@@ -20,16 +20,14 @@ from __future__ import annotations
 import copy
 import json
 import math
-import shlex
 import statistics
-import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 import tyro
 
-from nerf_loe.benchmarks import beside, in_fresh_process
+from nerf_loe.benchmarks import beside, in_fresh_process, invocation, report_head
 from nerf_loe.benchmarks.methods import (
     RESULTS,
     BenchmarkArgs,
@@ -45,6 +43,9 @@ from nerf_loe.data.collections import CollectionConfig, make_collection
 from nerf_loe.data.procedural import Family, ProceduralSceneConfig
 from nerf_loe.data.sparse import make_sparse
 from nerf_loe.errors import ConfigError, install_excepthook
+
+PROGRAM = "python -m nerf_loe.benchmarks.sparse_views"
+"""How a user runs this benchmark (the command line in its results)."""
 
 #: FreeNeRF's frequency-release share of the run for 3, 6 and 9 views (methods.md §6)
 FREENERF_FRACTION = {3: 0.9, 6: 0.7, 9: 0.5}
@@ -214,11 +215,9 @@ def _share(value: float) -> str:
 def write_report(results: list[tuple[int, MethodResult]], args: SparseViewArgs) -> str:
     methods = list(dict.fromkeys(r.method for _, r in results))
     first = args.methods[0]
-    command = "python -m nerf_loe.benchmarks.sparse_views " + shlex.join(sys.argv[1:])
+    title = f"Sparse-view benchmark: held-out {args.family} scenes, {args.width}x{args.height}, {args.device}"
     lines = [
-        f"# Sparse-view benchmark: held-out {args.family} scenes, {args.width}x{args.height}, {args.device}",
-        "",
-        f"Command: `{command}`",
+        *report_head(title, PROGRAM),
         "",
         f"Dictionary: {args.num_scenes - args.held_out} training scenes, {args.dictionary_steps} steps. "
         f"Fits: {first} {args.nid_steps} steps, others {args.steps} steps, each at most "
@@ -272,7 +271,7 @@ def write_report(results: list[tuple[int, MethodResult]], args: SparseViewArgs) 
     beside(args.out, ".md").write_text(text)
     images = ("view", "target")
     payload = {
-        "command": command,
+        "command": invocation(PROGRAM),
         "settings": json.loads(json.dumps(asdict(args), default=str)),
         "results": [
             {"views": v, **{k: x for k, x in asdict(r).items() if k not in images}} for v, r in results

@@ -17,9 +17,7 @@ Writes ``<out>.md`` (table and command), ``<out>.json`` (curves) and ``<out>.png
 from __future__ import annotations
 
 import json
-import shlex
 import statistics
-import sys
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,7 +25,7 @@ from typing import Literal
 
 import tyro
 
-from nerf_loe.benchmarks import beside, in_fresh_process
+from nerf_loe.benchmarks import beside, in_fresh_process, report_head
 from nerf_loe.benchmarks.methods import RESULTS, BenchmarkArgs, _evaluate, setup_trainer, train_step
 from nerf_loe.benchmarks.timing import Stopwatch, time_to
 from nerf_loe.errors import ConfigError, install_excepthook
@@ -134,11 +132,10 @@ def report(runs: list[Run], args: TeachingBenchmarkArgs) -> str:
     """The markdown table: per method and variant, each seed's time to uniform's PSNR at N and the
     median over seeds, with the ratio against uniform's median time."""
     lines = [
-        f"# Teaching benchmark: time to uniform's test PSNR at {args.steps} steps ({args.scene.name})",
-        "",
-        "Command: `"
-        + " ".join(shlex.quote(a) for a in ["python", "-m", "nerf_loe.benchmarks.teaching", *sys.argv[1:]])
-        + "`",
+        *report_head(
+            f"Teaching benchmark: time to uniform's test PSNR at {args.steps} steps ({args.scene.name})",
+            "python -m nerf_loe.benchmarks.teaching",
+        ),
         "",
         "| method | variant | target dB (per seed) | seconds to target (per seed) | median s | vs uniform |",
         "|---|---|---|---|---:|---:|",

@@ -10,8 +10,6 @@ machine; compare runs made one after the other on the same machine.
 
 from __future__ import annotations
 
-import shlex
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -21,7 +19,7 @@ from typing import Literal
 import torch
 import tyro
 
-from nerf_loe.benchmarks import beside
+from nerf_loe.benchmarks import beside, report_head
 from nerf_loe.benchmarks.methods import RESULTS, BenchmarkArgs, setup_trainer, train_step
 from nerf_loe.benchmarks.timing import Stopwatch
 from nerf_loe.errors import ConfigError, install_excepthook
@@ -119,11 +117,11 @@ def main() -> None:
     install_excepthook()
     args = tyro.cli(ProfileArgs)
     rows = profile(args)
-    command = "python -m nerf_loe.benchmarks.training_profile " + shlex.join(sys.argv[1:])
     lines = [
-        f"# Training profile: {args.method} on {args.scene.name} ({args.device})",
-        "",
-        f"Command: `{command}`",
+        *report_head(
+            f"Training profile: {args.method} on {args.scene.name} ({args.device})",
+            "python -m nerf_loe.benchmarks.training_profile",
+        ),
         "",
         "| iterations up to | ms/step | marching | density pre-pass | grid updates "
         "| samples shaded/ray | occupied |",
