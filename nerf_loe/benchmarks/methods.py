@@ -552,8 +552,7 @@ def write_report(results: list[MethodResult], args: BenchmarkArgs, scenes: list[
         limit += f" or {args.max_steps} steps"
     names = ", ".join(scene.name for scene in scenes)
     title = f"{names}, {args.device}, {limit} per method"
-    head = report_head(f"Method benchmark: {title}", PROGRAM)
-    sections = [head[0], head[-1]]
+    sections = ["\n".join(report_head(f"Method benchmark: {title}", PROGRAM))]
     if len(scenes) > 1:
         sections += ["## Over scenes", summary(results, args)]
     for scene in scenes:
