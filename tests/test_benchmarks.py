@@ -231,15 +231,20 @@ def test_a_stored_run_is_reused_only_under_the_same_settings(tmp_path):
     args = BenchmarkArgs(budget_s=60, runs_dir=tmp_path / "runs", out=tmp_path / "a")
     scene = Path("data/some-scene")
     path = run_store(args, scene, "loe-nerf")
-    assert load_run(path, args, scene) is None  # nothing stored yet
+    assert load_run(path, args, scene, "loe-nerf") is None  # nothing stored yet
     stored = _result("loe-nerf", 800.0, [EvalPoint(600, 60.0, 25.0, 0.7)])
-    save_run(path, args, scene, stored)
+    save_run(path, args, scene, "loe-nerf", stored)
     other_outputs = BenchmarkArgs(budget_s=60, runs_dir=tmp_path / "runs", out=tmp_path / "b", methods=("x",))
-    assert load_run(path, other_outputs, scene).curve == stored.curve  # outputs and method list don't matter
-    assert load_run(path, BenchmarkArgs(budget_s=30, runs_dir=tmp_path / "runs"), scene) is None
+    assert load_run(path, other_outputs, scene, "loe-nerf").curve == stored.curve  # outputs, method list
+    assert load_run(path, BenchmarkArgs(budget_s=30, runs_dir=tmp_path / "runs"), scene, "loe-nerf") is None
     overridden = BenchmarkArgs(budget_s=60, set=("hidden_dim=16",), runs_dir=tmp_path / "runs")
-    assert load_run(path, overridden, scene) is None
-    assert load_run(path, args, Path("data/other-scene")) is None
+    assert load_run(path, overridden, scene, "loe-nerf") is None
+    # an item for another method leaves this method's run valid; one for this method does not
+    elsewhere = BenchmarkArgs(budget_s=60, set=("asmr-nerf:hidden_dim=16",), runs_dir=tmp_path / "runs")
+    assert load_run(path, elsewhere, scene, "loe-nerf").curve == stored.curve
+    mine = BenchmarkArgs(budget_s=60, set=("loe-nerf:hidden_dim=16",), runs_dir=tmp_path / "runs")
+    assert load_run(path, mine, scene, "loe-nerf") is None
+    assert load_run(path, args, Path("data/other-scene"), "loe-nerf") is None
 
 
 @pytest.mark.parametrize(("backbone", "remainder_inputs"), [("siren", 3), ("relu", 3 + 2 * 3 * 8)])

@@ -503,10 +503,10 @@ def main() -> None:
     for scene in scenes:
         for method in args.methods:
             stored = run_store(args, scene, method)
-            result = load_run(stored, args, scene)
+            result = load_run(stored, args, scene, method)
             if result is None:  # one fresh process each: own memory peak, no shared state
                 result = in_fresh_process(run_method, method, scene, args)
-                save_run(stored, args, scene, result)
+                save_run(stored, args, scene, method, result)
             else:
                 print(f"{scene.name} {method}: reusing the stored run {stored}", flush=True)
             results.append(result)
@@ -515,10 +515,12 @@ def main() -> None:
             write_report(results, args, scenes)
 
 
-def _settings(args: BenchmarkArgs, scene: Path) -> dict:
+def _settings(args: BenchmarkArgs, scene: Path, method: str) -> dict:
     """What a run's result depends on: every setting but the lists of scenes and methods and the
-    output paths, plus the scene's folder."""
+    output paths, with only the ``--set`` items that reach ``method``, plus the scene's folder (so
+    overriding one method reruns that method alone)."""
     fixed = {k: v for k, v in asdict(args).items() if k not in ("scenes", "methods", "out", "runs_dir")}
+    fixed["set"] = overrides_for(method, args.set)
     return json.loads(json.dumps({**fixed, "scene": str(scene.resolve())}, default=str))
 
 
@@ -526,21 +528,21 @@ def run_store(args: BenchmarkArgs, scene: Path, method: str) -> Path:
     return args.runs_dir / f"{scene.name}__{method}.pkl"
 
 
-def save_run(path: Path, args: BenchmarkArgs, scene: Path, result: MethodResult) -> None:
+def save_run(path: Path, args: BenchmarkArgs, scene: Path, method: str, result: MethodResult) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(".tmp")
     with temporary.open("wb") as f:
-        pickle.dump({"settings": _settings(args, scene), "result": result}, f)
+        pickle.dump({"settings": _settings(args, scene, method), "result": result}, f)
     temporary.replace(path)  # never a half-written run
 
 
-def load_run(path: Path, args: BenchmarkArgs, scene: Path) -> MethodResult | None:
+def load_run(path: Path, args: BenchmarkArgs, scene: Path, method: str) -> MethodResult | None:
     """The stored result of this run, or None when there is none or it was made with other settings."""
     if not path.exists():
         return None
     with path.open("rb") as f:
         stored = pickle.load(f)
-    return stored["result"] if stored["settings"] == _settings(args, scene) else None
+    return stored["result"] if stored["settings"] == _settings(args, scene, method) else None
 
 
 def write_report(results: list[MethodResult], args: BenchmarkArgs, scenes: list[Path]) -> str:

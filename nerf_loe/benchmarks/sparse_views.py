@@ -174,10 +174,10 @@ def run(args: SparseViewArgs) -> list[tuple[int, MethodResult]]:
             for method in args.methods:
                 settings = method_args(args, method, views, dictionary)
                 stored = run_store(settings, split, method)
-                result = load_run(stored, settings, split)
+                result = load_run(stored, settings, split, method)
                 if result is None:
                     result = in_fresh_process(run_method, method, split, settings)
-                    save_run(stored, settings, split, result)
+                    save_run(stored, settings, split, method, result)
                 results.append((views, result))
                 print(
                     f"{split.name} {method}: {result.curve[-1].psnr:.2f} dB, {result.train_s:.0f} s",
