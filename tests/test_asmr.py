@@ -121,22 +121,24 @@ def test_direct_path_follows_the_formulas_sample_by_sample(modulator, digits):
     assert torch.allclose(got, want, atol=1e-9)
 
 
-def _encoded(v: list[float], frequencies: int) -> torch.Tensor:
-    """nerfstudio's NeRF encoding written out: sin(pi 2^j v_a) for each axis a (axis-major, j
-    fastest), then the cosines alike, then v."""
-    angles = [math.pi * 2**j * value for value in v for j in range(frequencies)]
+def _encoded(v: list[float], frequencies: int, lowest: int = 0) -> torch.Tensor:
+    """nerfstudio's NeRF encoding written out: sin(pi 2^j v_a), j = lowest .. lowest + frequencies - 1,
+    for each axis a (axis-major, j fastest), then the cosines alike, then v."""
+    angles = [math.pi * 2**j * value for value in v for j in range(lowest, lowest + frequencies)]
     return torch.tensor(
         [math.sin(a) for a in angles] + [math.cos(a) for a in angles] + v, dtype=torch.float64
     )
 
 
-def test_relu_backbone_follows_its_formulas_sample_by_sample():
+# the finest level has 8 x 16 x 4 cells: the remainder's bands end at pi 2^4 (2^4 >= 16 cells)
+@pytest.mark.parametrize(("remainder_frequencies", "lowest"), [(5, 0), (2, 3)])
+def test_relu_backbone_follows_its_formulas_sample_by_sample(remainder_frequencies, lowest):
     """h_0 = g(c_0); h_{k+1} = relu(W_k h_k + b_k + V_k g(c_{k+1})); the remainder layer reads g(x)
-    at remainder_frequencies; c_k the level-k cell centre from hand-computed digits, g with
-    pi 2^j for 2^j below the level's cells per axis."""
+    at the remainder_frequencies highest bands; c_k the level-k cell centre from hand-computed
+    digits, g with pi 2^j for 2^j below the level's cells per axis."""
     torch.manual_seed(0)
     bases = [(2, 2, 2), (2, 4, 2), (4, 2, 2)]
-    net = ASMR(bases, 16, 4, backbone="relu", remainder_frequencies=5).double()
+    net = ASMR(bases, 16, 4, backbone="relu", remainder_frequencies=remainder_frequencies).double()
     points = torch.rand(25, 3, dtype=torch.float64)
     with torch.no_grad():
         got = net.forward_direct(points)
@@ -152,7 +154,7 @@ def test_relu_backbone_follows_its_formulas_sample_by_sample():
                     index[a] = index[a] * bases[k][a] + per_axis[a][0][k]
             centre = [(index[a] + 0.5) / counts[a] for a in range(3)]
             inputs.append(_encoded(centre, sum(1 for j in range(10) if 2**j < max(counts))))
-        inputs.append(_encoded(point, 5))
+        inputs.append(_encoded(point, remainder_frequencies, lowest))
         h = inputs[0]
         for k, layer in enumerate(net.layers):
             m = net.modulators[k].linear.weight.double() @ inputs[k + 1]

@@ -23,7 +23,8 @@ a SIREN of ``x``) instead of unrelated ones, which novel views need; sharing is 
 trains like the positional-encoding MLP: layer ``k`` reads the positional encoding of its level's
 cell centre ``c_k = (floor(x C_k) + 1/2) / C_k`` at frequencies up to that level's resolution
 (``pi 2^j``, ``2^j < max C_k``, and ``c_k`` itself), the remainder layer the encoding of ``x`` at
-``remainder_frequencies``::
+the ``remainder_frequencies`` highest bands up to ``pi 2^t``, ``2^t >= max C_{L-1}`` (half a period
+across a finest cell; 8 bands for 128 cells: the PE-MLP's ``pi .. 128 pi``)::
 
     h_0 = g_0(c_0),   h_{k+1} = relu(W_k h_k + b_k + V_k g_{k+1}(c_{k+1})),   out = W_o h_K + b_o
 
@@ -150,7 +151,8 @@ class ASMR(nn.Module):
         lazy_cells: finer levels cache up to this many touched cells each in inference (0: none).
         backbone: ``siren`` (the paper's) or ``relu`` (positional encodings of the cell centres;
             ``w0``, ``modulator`` and ``digits`` do not apply).
-        remainder_frequencies: with ``relu``, the remainder layer's encoding of ``x``.
+        remainder_frequencies: with ``relu``, how many of the highest bands the remainder layer's
+            encoding of ``x`` keeps (the lower ones repeat the finest cell centre's).
     """
 
     def __init__(
@@ -217,19 +219,22 @@ class ASMR(nn.Module):
     def _build_relu(self, hidden_dim: int, out_dim: int, depth: int, remainder_frequencies: int) -> None:
         """The ReLU backbone: an encoding per input (each level's cell centre, the remainder's
         ``x``), PyTorch's default initialisation."""
-        frequencies = [max(1, math.ceil(math.log2(max(counts)))) for counts in self._level_counts]
+        # (bands, lowest j) of each encoding, bands pi 2^j: levels from sin(pi x) up to their
+        # resolution; the remainder the highest bands up to half a period per finest cell
+        bands = [(max(1, math.ceil(math.log2(max(counts)))), 0) for counts in self._level_counts]
         if self.remainder:
-            frequencies.append(remainder_frequencies)
+            top = math.ceil(math.log2(max(self._level_counts[-1])))
+            bands.append((remainder_frequencies, top - remainder_frequencies + 1))
         self.encodings = nn.ModuleList(
             NeRFEncoding(
                 in_dim=self.in_dim,
-                num_frequencies=j,
-                min_freq_exp=-1.0,  # NeRFEncoding multiplies by 2 pi: the lowest band is sin(pi x)
-                max_freq_exp=j - 2,
+                num_frequencies=count,
+                min_freq_exp=lowest - 1.0,  # NeRFEncoding multiplies by 2 pi: 2 pi 2^(j-1) = pi 2^j
+                max_freq_exp=lowest + count - 2.0,
                 include_input=True,
                 implementation="torch",
             )
-            for j in frequencies
+            for count, lowest in bands
         )
         widths = [e.get_out_dim() for e in self.encodings]
         self.layers = nn.ModuleList(

@@ -36,7 +36,10 @@ class ASMRModelConfig(FieldModelConfig):
     the paper's backbone (train it at lr 5e-4). w0, modulator and digits apply to siren only.
     chess2, 150 s on the CPU: relu 22.55 dB; the siren stalled near 15.6 dB."""
     remainder_frequencies: int = 8
-    """relu backbone: frequencies of the position's encoding in the last layer (as the PE-MLP's)."""
+    """relu backbone: how many of the highest frequency bands the last layer's encoding of the
+    position keeps, up to half a period across a finest cell (8 at 128 cells: the PE-MLP's pi ..
+    128 pi; the lower bands repeat the finest cell centre's). It is the per-sample cost sharing
+    cannot remove: (3 + 6 x bands) x hidden-dim MACs."""
     w0: float = 30.0
     """SIREN frequency."""
     modulator: Modulator = "linear"
@@ -68,6 +71,8 @@ class ASMRModelConfig(FieldModelConfig):
                 raise ConfigError(f"--pipeline.model.{option} {value!r}: choose {' or '.join(choices)}")
         if self.hidden_dim < 1 or not self.w0 > 0:
             raise ConfigError("--pipeline.model.hidden-dim must be >= 1 and --pipeline.model.w0 > 0")
+        if self.remainder_frequencies < 0:
+            raise ConfigError("--pipeline.model.remainder-frequencies must be >= 0")
         if self.dense_cells < 0 or self.lazy_cells < 0:
             raise ConfigError("--pipeline.model.dense-cells and lazy-cells must be >= 0")
 
