@@ -242,28 +242,44 @@ def test_routed_linear_uses_the_selected_bank():
     assert out.tolist() == [[-1, -1], [1, 1], [2, 2]]
 
 
-@pytest.mark.parametrize("chunk", [2, 3, 128])
-def test_routed_backward_matches_finite_differences(chunk):
+LAYOUTS = [
+    ("slices", None),
+    ("chunks", 1),
+    ("chunks", 2),
+    ("chunks", 3),
+    ("chunks", 4),
+    ("chunks", 7),
+    ("chunks", 128),
+]
+"""Both layouts; chunk sizes that split banks into many chunks, pad them, or hold a bank in one."""
+
+
+@pytest.mark.parametrize(("layout", "chunk"), LAYOUTS)
+def test_routed_backward_matches_finite_differences(layout, chunk):
     # The hand-written backward against numerical derivatives (float64), with an unused bank; small
     # chunks put a bank's rows in several chunks and pad the last (bank 3: 3 rows in 2-row chunks).
     torch.manual_seed(0)
-    routes = Routes(torch.tensor([3, 0, 3, 1, 0, 3, 1]), 4, chunk=chunk)
+    routes = Routes(torch.tensor([3, 0, 3, 1, 0, 3, 1]), 4, chunk=chunk, layout=layout)
     x = torch.randn(7, 5, dtype=torch.float64, requires_grad=True)
     weight = torch.randn(4, 3, 5, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(routes.apply, (x, weight))
 
 
-@pytest.mark.parametrize("chunk", [1, 4, 7, 128])
-def test_routed_matmul_matches_a_loop_over_samples(chunk):
-    # Against the definition, one sample at a time: outputs and both gradients, for chunk sizes that
-    # split banks into many chunks, pad them, or hold all of a bank's rows in one.
+@pytest.mark.parametrize(("layout", "chunk"), LAYOUTS)
+def test_routed_matmul_matches_a_loop_over_samples(layout, chunk):
+    # Against the definition, one sample at a time: outputs and both gradients, in both layouts.
     torch.manual_seed(1)
     n, banks = 300, 9
     index = (torch.rand(n).pow(2) * (banks - 1)).long()  # uneven counts; bank 8 never used
     x = torch.randn(n, 6, dtype=torch.float64, requires_grad=True)
     weight = torch.randn(banks, 5, 6, dtype=torch.float64, requires_grad=True)
-    routes = Routes(index, banks, chunk=chunk)
-    assert routes.num_chunks == sum(-(-int((index == b).sum()) // chunk) for b in range(banks))
+    routes = Routes(index, banks, chunk=chunk, layout=layout)
+    if layout == "chunks":
+        assert routes.num_chunks == sum(-(-int((index == b).sum()) // chunk) for b in range(banks))
+    else:  # one slice per used bank, in bank order, covering the samples
+        counts = [int((index == b).sum()) for b in range(banks)]
+        starts = [sum(counts[:b]) for b in range(banks)]
+        assert routes.bounds == [(b, starts[b], starts[b] + counts[b]) for b in range(banks) if counts[b]]
     out = routes.apply(x, weight)
     grad_out = torch.randn_like(out)
     grads = torch.autograd.grad(out, (x, weight), grad_out)
@@ -275,9 +291,10 @@ def test_routed_matmul_matches_a_loop_over_samples(chunk):
     assert torch.equal(grads[1][8], torch.zeros(5, 6))
 
 
-def test_routing_zero_samples_gives_empty_output_and_zero_grads():
+@pytest.mark.parametrize("layout", ["slices", "chunks"])
+def test_routing_zero_samples_gives_empty_output_and_zero_grads(layout):
     weight = torch.randn(3, 4, 5, requires_grad=True)
-    out = Routes(torch.zeros(0, dtype=torch.long), 3).apply(torch.zeros(0, 5), weight)
+    out = Routes(torch.zeros(0, dtype=torch.long), 3, layout=layout).apply(torch.zeros(0, 5), weight)
     assert out.shape == (0, 4)
     out.sum().backward()
     assert weight.grad is not None and torch.equal(weight.grad, torch.zeros_like(weight))
@@ -442,7 +459,7 @@ def test_chunk_size_follows_the_pass_size():
     for n, expected_chunk in ((70, 32), (4000, 256)):
         index = torch.arange(n) % 4 if n < 100 else torch.arange(n) // 2000
         x = torch.randn(n, 5, dtype=torch.float64)
-        routes = Routes(index, 4)
+        routes = Routes(index, 4, layout="chunks")
         assert routes.chunk == expected_chunk
         ref = torch.stack([weight[index[i]] @ x[i] for i in range(n)])
         torch.testing.assert_close(routes.apply(x, weight), ref)

@@ -4,8 +4,9 @@ Run: ``python -m nerf_loe.benchmarks.routing [--device cuda] [--samples 3000 300
 [--chunks 64 128 256]``. Times loe-nerf's default trunk (banks 2x2x2, 4x4x4, 4x4x4, 4x4x4, width
 128, on the positional encoding) against the same trunk with one bank per layer (the PE-MLP, a
 plain matmul per layer) on the same samples: one forward + backward (training) and one forward
-without gradients (the early-stopping pre-pass, grid updates, rendering), for the chunk size
-chosen per layout (``auto``) and each fixed one. Training passes hold ~10-30k samples, pre-pass
+without gradients (the early-stopping pre-pass, grid updates, rendering), in the sliced layout
+(the CPU's), and in the chunked one (CUDA's) with the chunk size chosen per layout (``auto``) and
+each fixed one. Training passes hold ~10-30k samples, pre-pass
 windows a few thousand. Positions are drawn cubed-uniform, so bank loads are uneven as in a real
 scene. Prints the median of ``repeats`` runs per variant, the variants interleaved round by round
 so drift hits all alike, and writes ``<out>.md`` headed by the command.
@@ -53,26 +54,26 @@ def time_pass(mlp: TiledMLP, features: torch.Tensor, x: torch.Tensor, train: boo
     return watch.seconds
 
 
-Variant = tuple[str, int | None]
-"""A trunk name and a fixed chunk size (None: chosen per layout)."""
+Variant = tuple[str, routing.Layout, int | None]
+"""A trunk name, a routing layout and a fixed chunk size (None: chosen per layout)."""
 
 
 def time_variants(
     trunks: dict[str, TiledMLP], variants: list[Variant], n: int, train: bool, args: RoutingArgs
 ) -> dict[Variant, float]:
-    """Median seconds per variant (trunk, fixed chunk or None for the per-layout choice)."""
+    """Median seconds per variant."""
     x = torch.rand(n, 3, device=args.device).pow(3)
     features = torch.randn(n, args.features, device=args.device)
     times: dict[Variant, list[float]] = {v: [] for v in variants}
     try:
         for round_ in range(args.repeats + 1):  # round 0 warms up
-            for name, chunk in variants:
-                routing.CHUNK_ROWS = chunk
+            for name, layout, chunk in variants:
+                routing.LAYOUT, routing.CHUNK_ROWS = layout, chunk
                 seconds = time_pass(trunks[name], features, x, train)
                 if round_:
-                    times[(name, chunk)].append(seconds)
+                    times[(name, layout, chunk)].append(seconds)
     finally:
-        routing.CHUNK_ROWS = None
+        routing.LAYOUT, routing.CHUNK_ROWS = "auto", None
     return {v: statistics.median(t) for v, t in times.items()}
 
 
@@ -86,7 +87,8 @@ def main() -> None:
         ),
     }
     trunks = {k: v.to(args.device) for k, v in trunks.items()}
-    variants: list[Variant] = [("mlp", None), ("loe", None)] + [("loe", c) for c in args.chunks]
+    variants: list[Variant] = [("mlp", "auto", None), ("loe", "slices", None), ("loe", "chunks", None)]
+    variants += [("loe", "chunks", c) for c in args.chunks]
     threads = torch.get_num_threads()
     lines = [
         *report_head(
@@ -95,13 +97,15 @@ def main() -> None:
             f" ({args.device}, {threads} threads, median of {args.repeats}; loe-nerf's residual banks)",
         ),
         "",
-        "| pass | samples | MLP ms | " + " | ".join(["loe auto"] + [f"loe {c}" for c in args.chunks]) + " |",
-        "|---|---:|---:|" + "---:|" * (1 + len(args.chunks)),
+        "| pass | samples | MLP ms | "
+        + " | ".join(["loe slices", "loe chunks auto"] + [f"loe chunks {c}" for c in args.chunks])
+        + " |",
+        "|---|---:|---:|" + "---:|" * (2 + len(args.chunks)),
     ]
     for train in (True, False):
         for n in args.samples:
             times = time_variants(trunks, variants, n, train, args)
-            mlp_s = times[("mlp", None)]
+            mlp_s = times[("mlp", "auto", None)]
             ratios = [f"{times[v] / mlp_s:.2f}x" for v in variants[1:]]
             lines.append(
                 f"| {'forward + backward' if train else 'forward, no grad'} | {n} | {mlp_s * 1e3:.1f} | "

@@ -1,53 +1,108 @@
 """Routing: apply one of many weight banks to each sample without per-sample weight tensors.
 
-The primitive behind Levels-of-Experts layers and the Partition baseline. Samples are laid out by
-bank in fixed-size chunks: each bank's rows fill ``ceil(count / chunk)`` chunks of ``chunk`` rows
-(the last one zero-padded), so every chunk belongs to one bank, and a single batched matmul
-applies each chunk's bank matrix to it. The kernel count per layer is then constant, whatever the
-number of banks: a loop of one matmul per bank was launch-bound on a GPU (on an H100, ~900 small
-matmuls per loe-nerf step took ~100 ms of CPU time for 16 ms of GPU work), and on the CPU the
-batched form costs the same as that loop. Padding costs at most ``chunk - 1`` rows per used bank,
-each chunk a copy of its bank's matrix, so the chunk size is chosen per layout from the bank
-counts (:data:`CHUNK_COST_ROWS`): a fixed 256 cost 4.8x the MLP's forward + backward on 3,000
-samples, where the choice costs 2.2x (``benchmarks/results/routing_cpu.md``). Memory is
-O(samples x width) plus one ``[out, in]`` matrix per chunk.
+The primitive behind Levels-of-Experts layers and the Partition baseline. Samples are sorted by
+bank (one ``argsort`` per index tensor, shared by every layer that uses the index), then each bank's
+matrix is applied to its rows in one of two layouts, with identical results:
 
-The backward pass is written out (:class:`_RoutedMatmul`): the padded layout is a one-to-one map
-of rows, so gradients move by ``index_copy``/``index_select`` (no scatter-add), and each chunk's
-weight gradient is summed into its bank with one ``index_add``.
+- ``slices`` (the CPU's): the sorted rows, each bank's a contiguous slice, one matmul per used bank
+  written straight into the output (and, backwards, into that bank's weight gradient). No padding
+  and no weight copies; a Python loop over banks, which costs a few microseconds a bank on the CPU.
+- ``chunks`` (CUDA's): each bank's rows fill ``ceil(count / chunk)`` chunks of ``chunk`` rows (the
+  last one zero-padded), so a single batched matmul applies each chunk's bank matrix to it and the
+  kernel count per layer is constant, whatever the number of banks: a loop of one matmul per bank
+  was launch-bound on a GPU (on an H100, ~900 small matmuls per loe-nerf step took ~100 ms of CPU
+  time for 16 ms of GPU work). Padding costs at most ``chunk - 1`` rows per used bank and each chunk
+  is a copy of its bank's matrix, so the chunk size is chosen per layout from the bank counts
+  (:data:`CHUNK_COST_ROWS`).
+
+On the CPU the weight copies dominated the chunked layout's memory traffic at training sizes (~400
+chunks of a 128 x 128 matrix for 20k samples, against 10 MB of activations), which is why slices
+serve there (``benchmarks/results/routing_cpu.md``). Memory is O(samples x width) either way.
+
+The backward pass is written out (:class:`_RoutedMatmul`): both layouts are one-to-one maps of
+rows, so gradients move by ``index_copy``/``index_select`` (no scatter-add).
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 from torch.autograd.function import FunctionCtx, once_differentiable
 
+Layout = Literal["auto", "slices", "chunks"]
+
+LAYOUT: Layout = "auto"
+"""The layout every ``Routes`` takes unless told (benchmarks set it): auto is chunks for CUDA
+tensors and slices otherwise."""
+
 CHUNK_CHOICES = (32, 64, 128, 256)
-"""Chunk sizes a layout picks from (powers of two: matmul-friendly)."""
+"""Chunk sizes a chunked layout picks from (powers of two: matmul-friendly)."""
 
 CHUNK_COST_ROWS = 32
-"""The cost of one chunk's weight copy, in padded rows: a layout takes the chunk size with the
-fewest ``padded rows + CHUNK_COST_ROWS x chunks``. Small passes (the early-stopping pre-pass
+"""The cost of one chunk's weight copy, in padded rows: a chunked layout takes the chunk size with
+the fewest ``padded rows + CHUNK_COST_ROWS x chunks``. Small passes (the early-stopping pre-pass
 windows, a few thousand samples over 64 banks) then take small chunks, whose padding is small,
 large ones 128-256 rows, whose weight copies are few."""
 
 CHUNK_ROWS: int | None = None
-"""A fixed chunk size for every layout (benchmarks set it); None chooses per layout."""
+"""A fixed chunk size for every chunked layout (benchmarks set it); None chooses per layout."""
 
 
 class Routes:
-    """Samples laid out by bank in chunks, computed once per index tensor.
+    """Samples laid out by bank (see the module docstring), computed once per index tensor.
 
     One ``Routes`` can be reused by every layer that shares the index (the Partition baseline
     routes all layers by the same region id).
+
+    Args:
+        bank_index: each sample's bank.
+        num_banks: how many banks there are.
+        chunk: a fixed chunk size (implies the chunked layout); None: chosen per layout.
+        layout: ``slices``, ``chunks`` or ``auto`` (by device); None: :data:`LAYOUT`.
     """
 
-    def __init__(self, bank_index: Int[Tensor, " n"], num_banks: int, chunk: int | None = None) -> None:
-        chunk = CHUNK_ROWS if chunk is None else chunk  # read at call time: benchmarks vary it
+    def __init__(
+        self,
+        bank_index: Int[Tensor, " n"],
+        num_banks: int,
+        chunk: int | None = None,
+        layout: Layout | None = None,
+    ) -> None:
+        chunk = CHUNK_ROWS if chunk is None else chunk  # read at call time: benchmarks vary them
+        layout = LAYOUT if layout is None else layout
+        if layout == "auto":
+            layout = "chunks" if bank_index.is_cuda or chunk is not None else "slices"
+        self.layout = layout
         self.num_samples = int(bank_index.shape[0])
         counts = torch.bincount(bank_index, minlength=num_banks)
+        if layout == "slices":
+            self._slices(bank_index, counts)
+        else:
+            self._chunks(bank_index, counts, chunk)
+
+    def _slices(self, bank_index: Int[Tensor, " n"], counts: Int[Tensor, " banks"]) -> None:
+        host = counts.tolist()  # the one host sync: where each bank's slice starts and ends
+        used = [b for b, c in enumerate(host) if c]
+        self.single_bank: int | None = used[0] if len(used) == 1 else (0 if not used else None)
+        """The only bank used (also when no samples): then a plain matmul serves."""
+        if self.single_bank is not None:
+            return
+        ends = torch.tensor(host).cumsum(0).tolist()
+        self.bounds = [(b, ends[b] - host[b], ends[b]) for b in used]
+        """(bank, first row, end row) of every used bank in the sorted layout."""
+        self.order = torch.argsort(bank_index, stable=True)
+        """The samples in sorted order: the sorted layout's rows."""
+        self.slot = torch.empty_like(self.order)
+        self.slot[self.order] = torch.arange(self.num_samples, device=bank_index.device)
+        """Each sample's row in the sorted layout."""
+
+    def _chunks(
+        self, bank_index: Int[Tensor, " n"], counts: Int[Tensor, " banks"], chunk: int | None
+    ) -> None:
+        num_banks = counts.shape[0]
         choices = torch.tensor(CHUNK_CHOICES if chunk is None else (chunk,), device=counts.device)
         chunks_per_choice = ((counts[None] + choices[:, None] - 1) // choices[:, None]).sum(1)
         cost = chunks_per_choice * (choices + CHUNK_COST_ROWS)
@@ -62,8 +117,7 @@ class Routes:
         chunk = self.chunk
         chunks_per_bank = (counts + chunk - 1) // chunk
         chunk_end = chunks_per_bank.cumsum(0)
-        self.single_bank: int | None = first_bank if used <= 1 else None
-        """The only bank used (also when no samples): then a plain matmul serves."""
+        self.single_bank = first_bank if used <= 1 else None
         if self.single_bank is not None:
             return
         order = torch.argsort(bank_index, stable=True)
@@ -87,39 +141,63 @@ class Routes:
             return x @ weight[self.single_bank].T
         return _RoutedMatmul.apply(x, weight, self)
 
-    def pad(self, rows: Float[Tensor, "n d"]) -> Float[Tensor, "chunks chunk d"]:
-        """Rows in sample order into the padded chunk layout (zeros in the padding)."""
+    def pad(self, rows: Float[Tensor, "n d"]) -> Tensor:
+        """Rows in sample order into the layout: sorted ``[n, d]`` (slices), or ``[chunks, chunk,
+        d]`` with zeros in the padding (chunks)."""
+        if self.layout == "slices":
+            return rows.index_select(0, self.order)
         padded = rows.new_zeros(self.num_chunks * self.chunk, rows.shape[1])
         return padded.index_copy_(0, self.slot, rows).view(self.num_chunks, self.chunk, -1)
 
-    def unpad(self, chunks: Float[Tensor, "chunks chunk d"]) -> Float[Tensor, "n d"]:
-        """Rows of the padded layout back in sample order."""
-        return chunks.reshape(-1, chunks.shape[-1]).index_select(0, self.slot)
+    def unpad(self, laid_out: Tensor) -> Float[Tensor, "n d"]:
+        """Rows of the layout back in sample order."""
+        return laid_out.reshape(-1, laid_out.shape[-1]).index_select(0, self.slot)
+
+    def matmul(self, rows: Tensor, weight: Float[Tensor, "banks d_out d_in"], transpose: bool) -> Tensor:
+        """Each bank's matrix (transposed, ``W^T``, when ``transpose``) applied to its rows of the
+        layout: ``rows @ W^T`` per bank for the forward pass, ``rows @ W`` for the input gradient."""
+        if self.layout == "chunks":
+            banks = weight.index_select(0, self.chunk_bank)
+            return torch.bmm(rows, banks.transpose(1, 2) if transpose else banks)
+        out = rows.new_empty(rows.shape[0], weight.shape[1] if transpose else weight.shape[2])
+        for bank, start, end in self.bounds:
+            w = weight[bank]
+            torch.mm(rows[start:end], w.T if transpose else w, out=out[start:end])
+        return out
+
+    def weight_grad(self, grad_rows: Tensor, x_rows: Tensor, weight: Tensor) -> Tensor:
+        """Each bank's weight gradient, ``sum over its rows of grad x^T``, from the laid-out rows."""
+        grad_weight = torch.zeros_like(weight)
+        if self.layout == "chunks":
+            per_chunk = torch.bmm(grad_rows.transpose(1, 2), x_rows)
+            return grad_weight.index_add_(0, self.chunk_bank, per_chunk)
+        for bank, start, end in self.bounds:
+            torch.mm(grad_rows[start:end].T, x_rows[start:end], out=grad_weight[bank])
+        return grad_weight
 
 
 class _RoutedMatmul(torch.autograd.Function):
-    """``out[i] = W[bank[i]] @ x[i]`` by one batched matmul over chunks (see the module docstring)."""
+    """``out[i] = W[bank[i]] @ x[i]`` in the routes' layout (see the module docstring)."""
 
     @staticmethod
     def forward(ctx: FunctionCtx, x: Tensor, weight: Tensor, routes: Routes) -> Tensor:
-        x_chunks = routes.pad(x)
-        out = torch.bmm(x_chunks, weight.index_select(0, routes.chunk_bank).transpose(1, 2))
-        ctx.save_for_backward(x_chunks, weight)
+        x_rows = routes.pad(x)
+        out = routes.matmul(x_rows, weight, transpose=True)
+        ctx.save_for_backward(x_rows, weight)
         ctx.routes = routes
         return routes.unpad(out)
 
     @staticmethod
     @once_differentiable
     def backward(ctx: FunctionCtx, grad_out: Tensor) -> tuple[Tensor | None, Tensor | None, None]:
-        x_chunks, weight = ctx.saved_tensors
+        x_rows, weight = ctx.saved_tensors
         routes: Routes = ctx.routes
-        grad_chunks = routes.pad(grad_out.contiguous())
+        grad_rows = routes.pad(grad_out.contiguous())
         grad_x = grad_weight = None
         if ctx.needs_input_grad[0]:
-            grad_x = routes.unpad(torch.bmm(grad_chunks, weight.index_select(0, routes.chunk_bank)))
+            grad_x = routes.unpad(routes.matmul(grad_rows, weight, transpose=False))
         if ctx.needs_input_grad[1]:
-            per_chunk = torch.bmm(grad_chunks.transpose(1, 2), x_chunks)
-            grad_weight = torch.zeros_like(weight).index_add_(0, routes.chunk_bank, per_chunk)
+            grad_weight = routes.weight_grad(grad_rows, x_rows, weight)
         return grad_x, grad_weight, None
 
 
