@@ -131,14 +131,17 @@ def _encoded(v: list[float], frequencies: int, lowest: int = 0) -> torch.Tensor:
 
 
 # the finest level has 8 x 16 x 4 cells: the remainder's bands end at pi 2^4 (2^4 >= 16 cells)
-@pytest.mark.parametrize(("remainder_frequencies", "lowest"), [(5, 0), (2, 3)])
-def test_relu_backbone_follows_its_formulas_sample_by_sample(remainder_frequencies, lowest):
+@pytest.mark.parametrize(("remainder_frequencies", "lowest", "fine_dim"), [(5, 0, None), (2, 3, 6)])
+def test_relu_backbone_follows_its_formulas_sample_by_sample(remainder_frequencies, lowest, fine_dim):
     """h_0 = g(c_0); h_{k+1} = relu(W_k h_k + b_k + V_k g(c_{k+1})); the remainder layer reads g(x)
     at the remainder_frequencies highest bands; c_k the level-k cell centre from hand-computed
     digits, g with pi 2^j for 2^j below the level's cells per axis."""
     torch.manual_seed(0)
     bases = [(2, 2, 2), (2, 4, 2), (4, 2, 2)]
-    net = ASMR(bases, 16, 4, backbone="relu", remainder_frequencies=remainder_frequencies).double()
+    net = ASMR(
+        bases, 16, 4, backbone="relu", remainder_frequencies=remainder_frequencies, fine_dim=fine_dim
+    ).double()
+    assert [layer.out_features for layer in net.layers] == [16, 16, fine_dim or 16]
     points = torch.rand(25, 3, dtype=torch.float64)
     with torch.no_grad():
         got = net.forward_direct(points)
@@ -170,6 +173,7 @@ CASES = [
 ]
 
 
+@pytest.mark.parametrize("fine_dim", [32, 12])
 @pytest.mark.parametrize(("bases", "remainder", "dim"), CASES)
 @pytest.mark.parametrize(
     ("modulator", "digits", "backbone"),
@@ -180,7 +184,7 @@ CASES = [
         ("linear", "place", "relu"),
     ],
 )
-def test_shared_path_equals_direct_path(bases, remainder, dim, modulator, digits, backbone):
+def test_shared_path_equals_direct_path(bases, remainder, dim, modulator, digits, backbone, fine_dim):
     torch.manual_seed(1)
     net = ASMR(
         bases,
@@ -191,6 +195,7 @@ def test_shared_path_equals_direct_path(bases, remainder, dim, modulator, digits
         digits=digits,
         dense_cells=64,
         backbone=backbone,
+        fine_dim=fine_dim,
     )
     x = torch.rand(3000, dim)
     with torch.no_grad():
@@ -204,15 +209,18 @@ def test_shared_path_equals_direct_path(bases, remainder, dim, modulator, digits
     # from the tables, only what follows the finest cell ran: the output layer (and the remainder's
     # modulator) per input, or without remainder the finest modulation per digit value (siren) or
     # per cell (relu: it reads the cell centre) and the output per distinct cell
+    # the last layer is fine_dim wide: its modulator reads the remainder (or the finest level)
+    width = net.encodings[-1].get_out_dim() if backbone == "relu" else dim
+    last_modulator = width * fine_dim if modulator == "linear" else (width * 32 + 32 * 32 + 32 * fine_dim)
     if remainder:
-        assert net.shared_macs == 1000 * (32 * 3 + net.modulators[-1].macs_per_sample())
+        assert net.shared_macs == 1000 * (fine_dim * 3 + last_modulator)
     elif backbone == "relu":
         cells = len(torch.unique(net.tiling.cells(x[:1000], len(bases) - 1), dim=0))
-        assert net.shared_macs == cells * (32 * 3 + net.modulators[-1].macs_per_sample())
+        assert net.shared_macs == cells * (fine_dim * 3 + last_modulator)
     else:
         cells = len(torch.unique(net.tiling.cells(x[:1000], len(bases) - 1), dim=0))
         digit_values = math.prod(bases[-1])
-        assert net.shared_macs == cells * 32 * 3 + digit_values * net.modulators[-1].macs_per_sample()
+        assert net.shared_macs == cells * fine_dim * 3 + digit_values * last_modulator
     net.sharing = "always"  # with gradients: deduplicated, no tables
     assert (net(x) - direct).abs().max() < 1e-5
 
@@ -332,6 +340,8 @@ def test_bad_options_are_reported():
         ASMR([(2, 2)], 8, 1, remainder=False)
     with pytest.raises(ConfigError, match="hidden_dim"):
         ASMR([(2, 2)], 0, 1)
+    with pytest.raises(ConfigError, match="fine_dim"):
+        ASMR([(2, 2)], 8, 1, fine_dim=0)
     with pytest.raises(ConfigError, match="lazy_cells"):
         ASMR([(2, 2)], 8, 1, lazy_cells=-1)
     with pytest.raises(ConfigError, match="2-D but positions have 3 coordinates"):

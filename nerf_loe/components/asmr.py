@@ -34,7 +34,9 @@ of once per digit value; everything else is shared as below.
 Activation sharing: ``W_k h_k + b_k`` depends only on digits 0..k, that is on the level-k cell
 ``floor(x C_k)``, and ``M_k`` only on one digit. The shared path evaluates layer ``k`` once per
 distinct level-k cell among the inputs, the modulators once per digit value, and only what
-follows the finest level per sample: the same arithmetic as the direct path, deduplicated. Under
+follows the finest level per sample: the same arithmetic as the direct path, deduplicated. That
+per-sample remainder layer may be narrower than the others (``fine_dim``): with the output layer
+it is the cost sharing cannot remove. Under
 ``torch.no_grad`` it also keeps each level's cell pre-activations between calls: complete tables
 for levels with at most ``dense_cells`` cells, a cache of the touched cells for finer levels (at
 most ``lazy_cells`` rows a level). They are dropped when a parameter changes in place (an
@@ -153,6 +155,9 @@ class ASMR(nn.Module):
             ``w0``, ``modulator`` and ``digits`` do not apply).
         remainder_frequencies: with ``relu``, how many of the highest bands the remainder layer's
             encoding of ``x`` keeps (the lower ones repeat the finest cell centre's).
+        fine_dim: width of the last layer (``hidden_dim`` if None). With ``remainder`` it is the
+            layer that runs per input after sharing, so its width sets most of what sharing cannot
+            remove: its modulator and the output layer; the layers before it keep ``hidden_dim``.
     """
 
     def __init__(
@@ -169,10 +174,14 @@ class ASMR(nn.Module):
         lazy_cells: int = 1 << 19,
         backbone: Backbone = "siren",
         remainder_frequencies: int = 8,
+        fine_dim: int | None = None,
     ) -> None:
         super().__init__()
-        if hidden_dim < 1 or out_dim < 1 or not w0 > 0:
-            raise ConfigError(f"ASMR needs hidden_dim, out_dim >= 1, w0 > 0: {hidden_dim}, {out_dim}, {w0}")
+        fine_dim = hidden_dim if fine_dim is None else fine_dim
+        if min(hidden_dim, out_dim, fine_dim) < 1 or not w0 > 0:
+            raise ConfigError(
+                f"ASMR needs hidden_dim, fine_dim, out_dim >= 1 and w0 > 0: {hidden_dim}, {fine_dim}, {out_dim}, {w0}"
+            )
         if dense_cells < 0 or lazy_cells < 0:
             raise ConfigError(f"ASMR dense_cells, lazy_cells must be >= 0 (got {dense_cells}, {lazy_cells})")
         self.tiling = Tiling(bases, "hierarchical")
@@ -195,28 +204,31 @@ class ASMR(nn.Module):
         if depth < 1:
             raise ConfigError("ASMR needs two levels, or one level with remainder=True")
         d = self.in_dim
+        widths = [hidden_dim] * (depth - 1) + [fine_dim]  # each layer's output
         if backbone == "relu":
-            self._build_relu(hidden_dim, out_dim, depth, remainder_frequencies)
+            self._build_relu(hidden_dim, widths, out_dim, remainder_frequencies)
             return
-        self.layers = nn.ModuleList(nn.Linear(d if k == 0 else hidden_dim, hidden_dim) for k in range(depth))
+        self.layers = nn.ModuleList(
+            nn.Linear(d if k == 0 else hidden_dim, width) for k, width in enumerate(widths)
+        )
         for k, layer in enumerate(self.layers):
             siren_init_(layer, w0, first=k == 0)
         if modulator == "linear" and digits == "place":
-            self.modulators = nn.ModuleList(LinearModulator(d, hidden_dim, 1.0) for _ in range(depth))
+            self.modulators = nn.ModuleList(LinearModulator(d, width, 1.0) for width in widths)
             for m in self.modulators:
                 siren_init_(m.linear, w0, first=True)
         elif modulator == "linear":
-            self.modulators = nn.ModuleList(LinearModulator(d, hidden_dim, w0) for _ in range(depth))
+            self.modulators = nn.ModuleList(LinearModulator(d, width, w0) for width in widths)
             if remainder:
-                self.modulators[-1] = LinearModulator(d, hidden_dim, 1.0)
+                self.modulators[-1] = LinearModulator(d, fine_dim, 1.0)
                 siren_init_(self.modulators[-1].linear, w0, first=True)
         else:
-            self.modulators = nn.ModuleList(Siren(d, 32, hidden_dim, 3, w0) for _ in range(depth))
-        self.output = nn.Linear(hidden_dim, out_dim)
+            self.modulators = nn.ModuleList(Siren(d, 32, width, 3, w0) for width in widths)
+        self.output = nn.Linear(fine_dim, out_dim)
         siren_init_(self.output, w0, first=False)
         self._finish_init()
 
-    def _build_relu(self, hidden_dim: int, out_dim: int, depth: int, remainder_frequencies: int) -> None:
+    def _build_relu(self, hidden_dim: int, widths: list[int], out_dim: int, remainder_frequencies: int) -> None:
         """The ReLU backbone: an encoding per input (each level's cell centre, the remainder's
         ``x``), PyTorch's default initialisation."""
         # (bands, lowest j) of each encoding, bands pi 2^j: levels from sin(pi x) up to their
@@ -236,12 +248,14 @@ class ASMR(nn.Module):
             )
             for count, lowest in bands
         )
-        widths = [e.get_out_dim() for e in self.encodings]
+        encoded = [e.get_out_dim() for e in self.encodings]
         self.layers = nn.ModuleList(
-            nn.Linear(widths[0] if k == 0 else hidden_dim, hidden_dim) for k in range(depth)
+            nn.Linear(encoded[0] if k == 0 else hidden_dim, width) for k, width in enumerate(widths)
         )
-        self.modulators = nn.ModuleList(LinearModulator(widths[k + 1], hidden_dim, 1.0) for k in range(depth))
-        self.output = nn.Linear(hidden_dim, out_dim)
+        self.modulators = nn.ModuleList(
+            LinearModulator(encoded[k + 1], width, 1.0) for k, width in enumerate(widths)
+        )
+        self.output = nn.Linear(widths[-1], out_dim)
         self._finish_init()
 
     def _finish_init(self) -> None:

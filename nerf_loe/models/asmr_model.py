@@ -30,6 +30,10 @@ class ASMRModelConfig(FieldModelConfig):
     to l (here 2, 8, 32, 128)."""
     hidden_dim: int = 128
     """Width of the backbone."""
+    fine_dim: int = 128
+    """Width of the last layer, the one the position inside the finest cell modulates: it runs per
+    sample after sharing, so with the output layer and the colour head it sets what sharing cannot
+    remove, (remainder encoding + out) x fine-dim MACs a sample."""
     backbone: Backbone = "relu"
     """relu: each layer reads the positional encoding of its level's cell centre, the remainder
     layer that of the position (:mod:`nerf_loe.components.asmr`), with the same sharing; siren:
@@ -39,7 +43,7 @@ class ASMRModelConfig(FieldModelConfig):
     """relu backbone: how many of the highest frequency bands the last layer's encoding of the
     position keeps, up to half a period across a finest cell (8 at 128 cells: the PE-MLP's pi ..
     128 pi; the lower bands repeat the finest cell centre's). It is the per-sample cost sharing
-    cannot remove: (3 + 6 x bands) x hidden-dim MACs. chess2, 300 s on the CPU: 8 bands 23.28 dB,
+    cannot remove: (3 + 6 x bands) x fine-dim MACs. chess2, 300 s on the CPU: 8 bands 23.28 dB,
     3 bands 21.55, 0 bands 21.28 (fewer bands stall the start; results/asmr_remainder_bands_chess2.md)."""
     w0: float = 30.0
     """SIREN frequency."""
@@ -70,8 +74,10 @@ class ASMRModelConfig(FieldModelConfig):
         ):
             if value not in choices:
                 raise ConfigError(f"--pipeline.model.{option} {value!r}: choose {' or '.join(choices)}")
-        if self.hidden_dim < 1 or not self.w0 > 0:
-            raise ConfigError("--pipeline.model.hidden-dim must be >= 1 and --pipeline.model.w0 > 0")
+        if min(self.hidden_dim, self.fine_dim) < 1 or not self.w0 > 0:
+            raise ConfigError(
+                "--pipeline.model.hidden-dim and fine-dim must be >= 1 and --pipeline.model.w0 > 0"
+            )
         if self.remainder_frequencies < 0:
             raise ConfigError("--pipeline.model.remainder-frequencies must be >= 0")
         if self.dense_cells < 0 or self.lazy_cells < 0:
@@ -91,6 +97,7 @@ class ASMRModelConfig(FieldModelConfig):
             lazy_cells=self.lazy_cells,
             backbone=self.backbone,
             remainder_frequencies=self.remainder_frequencies,
+            fine_dim=self.fine_dim,
         )
 
 
