@@ -125,3 +125,41 @@ def test_auto_backend_uses_torch_on_cuda_when_nerfaccs_kernels_are_unavailable(m
         backend_module.resolve_backend("nerfacc", cuda_like)
     assert backend_module.resolve_backend("torch", cuda_like) == "torch"
     assert backend_module.resolve_backend("auto", torch.zeros(1)) == "torch"
+
+
+_FREED_STAYS = """
+import os, sys
+import numpy as np
+from nerf_loe.compat.allocator import tune_cpu_allocator
+
+def resident_mib():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+tuned = tune_cpu_allocator()
+a = np.ones(64 * 2**20 // 8)  # 64 MiB, every page written
+before_free = resident_mib()
+del a
+print(tuned, before_free - resident_mib())
+"""
+
+
+@pytest.mark.parametrize(
+    ("env", "tuned"),
+    [({}, True), ({"NERF_LOE_MALLOC": "default"}, False), ({"MALLOC_TRIM_THRESHOLD_": "131072"}, False)],
+)
+def test_cpu_allocator_keeps_freed_blocks_unless_the_user_chose(env, tuned):
+    """glibc alone unmaps a freed 64 MiB block (resident memory drops by it); tuned, the block stays
+    in the heap for the next step's tensors. A user's own malloc settings or the opt-out win."""
+    if sys.platform != "linux" or not os.path.exists("/proc/self/statm"):
+        pytest.skip("glibc's malloc on Linux only")
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "NERF_LOE_MALLOC"))}
+    result = subprocess.run(
+        [sys.executable, "-c", _FREED_STAYS], env={**clean, **env}, capture_output=True, text=True, check=True
+    )
+    reported, released = result.stdout.split()
+    assert reported == str(tuned)
+    if tuned:
+        assert float(released) < 8  # MiB handed back: none of the block
+    else:
+        assert float(released) > 56  # the block went back to the kernel
