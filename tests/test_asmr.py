@@ -272,11 +272,27 @@ def test_tables_follow_optimizer_steps_and_checkpoint_loads():
         assert (wide(x.double()) - wide.forward_direct(x.double())).abs().max() < 1e-12
 
 
-@pytest.mark.parametrize("modulator", ["linear", "nonlinear"])
-def test_gradients_reach_every_modulator_and_match_between_paths(modulator):
+@pytest.mark.parametrize(
+    ("backbone", "modulator", "fine_dim"),
+    [
+        ("siren", "linear", None),
+        ("siren", "nonlinear", None),
+        ("relu", "linear", 8),
+        ("relu", "nonlinear", 8),
+    ],
+)
+def test_gradients_reach_every_modulator_and_match_between_paths(backbone, modulator, fine_dim):
+    """Training with ``sharing="always"`` (asmr-nerf's default) gives the direct path's gradients."""
     torch.manual_seed(4)
     net = ASMR(
-        [(2, 2, 2), (4, 4, 4), (2, 2, 2)], hidden_dim=16, out_dim=2, modulator=modulator, sharing="always"
+        [(2, 2, 2), (4, 4, 4), (2, 2, 2)],
+        hidden_dim=16,
+        out_dim=2,
+        modulator=modulator,
+        sharing="always",
+        backbone=backbone,
+        remainder_frequencies=3,
+        fine_dim=fine_dim,
     )
     x = torch.rand(500, 3)
     net.forward_direct(x).square().mean().backward()

@@ -255,6 +255,7 @@ def test_sharing_benchmark_runs_only_the_last_layers_per_sample_with_warm_tables
 
     args = SharingArgs(
         width=8,
+        fine_dim=4,
         image=(12, 9),
         samples=6,
         chunk=200,
@@ -269,8 +270,9 @@ def test_sharing_benchmark_runs_only_the_last_layers_per_sample_with_warm_tables
     assert [r["depth"] for r in rows] == [4, 6, 8]
     for r in rows:
         assert r["warm_macs"] < min(r["cold_macs"], r["direct_macs"])  # cold: tables built for 648 samples
-        # warm: every cell is in a table, so only the remainder's modulator and the output run per sample
-        assert r["warm_macs"] == remainder_inputs * 8 + 8 * 16  # relu: x, sin and cos at 8 frequencies
+        # warm: every cell is in a table, so only the remainder's modulator and the output run per
+        # sample, both as wide as the last layer (relu: x, sin and cos at 8 frequencies)
+        assert r["warm_macs"] == remainder_inputs * 4 + 4 * 16
     assert "| 8 | 2-2-2-2-2-2-2 |" in report(rows, args, len(positions))
 
 

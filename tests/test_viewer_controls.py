@@ -217,4 +217,4 @@ def test_asmr_sharing_toggle_switches_the_path_and_keeps_the_picture():
     for key in ("rgb", "depth", "accumulation"):
         assert torch.allclose(shared[key], direct[key], atol=1e-5), key
     _toggle(model.share_activations, True)
-    assert trunk.sharing == "inference"
+    assert trunk.sharing == "always"  # the configured default comes back, training sharing too

@@ -26,6 +26,7 @@ from jaxtyping import Float
 from torch import Tensor, nn
 
 from nerf_loe.benchmarks import beside, invocation, report_head
+from nerf_loe.compat.allocator import tune_cpu_allocator
 from nerf_loe.components.asmr import ASMR, Modulator, Sharing
 from nerf_loe.components.siren import Siren
 from nerf_loe.components.tiling import parse_counts
@@ -181,6 +182,7 @@ def report(rows: dict, args: RasterArgs) -> str:
 
 def main() -> None:
     install_excepthook()
+    tune_cpu_allocator()  # as ns-train has it (the plugin's compat fixes)
     args = tyro.cli(RasterArgs)
     rows = run(args)
     text = report(rows, args)

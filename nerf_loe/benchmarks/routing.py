@@ -24,6 +24,7 @@ import tyro
 from nerf_loe.benchmarks import beside, report_head
 from nerf_loe.benchmarks.methods import RESULTS
 from nerf_loe.benchmarks.timing import Stopwatch
+from nerf_loe.compat.allocator import tune_cpu_allocator
 from nerf_loe.components import routing
 from nerf_loe.components.tiled_mlp import TiledMLP
 from nerf_loe.components.tiling import Tiling
@@ -78,6 +79,7 @@ def time_variants(
 
 
 def main() -> None:
+    tune_cpu_allocator()  # as ns-train has it (the plugin's compat fixes)
     args = tyro.cli(RoutingArgs)
     torch.manual_seed(0)
     trunks = {

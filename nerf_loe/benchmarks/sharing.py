@@ -22,6 +22,7 @@ import tyro
 
 from nerf_loe.benchmarks import beside, report_head
 from nerf_loe.benchmarks.timing import Stopwatch
+from nerf_loe.compat.allocator import tune_cpu_allocator
 from nerf_loe.components.asmr import ASMR, Backbone
 from nerf_loe.errors import install_excepthook
 
@@ -35,6 +36,8 @@ BASES = {4: [4, 4, 8], 6: [2, 2, 4, 4, 2], 8: [2, 2, 2, 2, 2, 2, 2]}
 class SharingArgs:
     width: int = 128
     """Trunk width."""
+    fine_dim: int = 64
+    """Width of the last (per-sample) layer, asmr-nerf's default."""
     backbone: Backbone = "relu"
     """relu (asmr-nerf's default) or siren (the paper's)."""
     image: tuple[int, int] = (100, 75)
@@ -74,7 +77,9 @@ def measure(args: SharingArgs) -> list[dict]:
     rows = []
     for depth, bases in BASES.items():
         torch.manual_seed(0)
-        net = ASMR([(b, b, b) for b in bases], args.width, 16, backbone=args.backbone).to(args.device)
+        net = ASMR(
+            [(b, b, b) for b in bases], args.width, 16, backbone=args.backbone, fine_dim=args.fine_dim
+        ).to(args.device)
         times: dict[str, list[float]] = {"direct": [], "cold": [], "warm": []}
         for _ in range(args.repeats):
             times["direct"].append(render(net, positions, args.chunk, shared=False))
@@ -109,7 +114,8 @@ def report(rows: list[dict], args: SharingArgs, samples: int) -> str:
     lines = [
         *report_head(title, "python -m nerf_loe.benchmarks.sharing"),
         "",
-        f"{args.backbone} backbone, width {args.width}, finest cell 1/128 of the box per axis, "
+        f"{args.backbone} backbone, width {args.width} (last layer {args.fine_dim}), "
+        "finest cell 1/128 of the box per axis, "
         f"{samples:,d} positions ({args.samples} per ray), chunks of {args.chunk:,d}; "
         f"median of {args.repeats} runs. Cold: tables rebuilt (first render after a parameter "
         "change); warm: the next render.",
@@ -129,6 +135,7 @@ def report(rows: list[dict], args: SharingArgs, samples: int) -> str:
 
 def main() -> None:
     install_excepthook()
+    tune_cpu_allocator()  # as ns-train has it (the plugin's compat fixes)
     args = tyro.cli(SharingArgs)
     rows = measure(args)
     text = report(rows, args, math.prod(args.image) * args.samples)

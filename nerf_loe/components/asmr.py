@@ -180,7 +180,8 @@ class ASMR(nn.Module):
         fine_dim = hidden_dim if fine_dim is None else fine_dim
         if min(hidden_dim, out_dim, fine_dim) < 1 or not w0 > 0:
             raise ConfigError(
-                f"ASMR needs hidden_dim, fine_dim, out_dim >= 1 and w0 > 0: {hidden_dim}, {fine_dim}, {out_dim}, {w0}"
+                "ASMR needs hidden_dim, fine_dim, out_dim >= 1 and w0 > 0: "
+                f"{hidden_dim}, {fine_dim}, {out_dim}, {w0}"
             )
         if dense_cells < 0 or lazy_cells < 0:
             raise ConfigError(f"ASMR dense_cells, lazy_cells must be >= 0 (got {dense_cells}, {lazy_cells})")
@@ -228,7 +229,9 @@ class ASMR(nn.Module):
         siren_init_(self.output, w0, first=False)
         self._finish_init()
 
-    def _build_relu(self, hidden_dim: int, widths: list[int], out_dim: int, remainder_frequencies: int) -> None:
+    def _build_relu(
+        self, hidden_dim: int, widths: list[int], out_dim: int, remainder_frequencies: int
+    ) -> None:
         """The ReLU backbone: an encoding per input (each level's cell centre, the remainder's
         ``x``), PyTorch's default initialisation."""
         # (bands, lowest j) of each encoding, bands pi 2^j: levels from sin(pi x) up to their
