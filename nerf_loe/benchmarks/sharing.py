@@ -25,6 +25,7 @@ from nerf_loe.benchmarks.timing import Stopwatch
 from nerf_loe.compat.allocator import tune_cpu_allocator
 from nerf_loe.components.asmr import ASMR, Backbone
 from nerf_loe.errors import install_excepthook
+from nerf_loe.models.asmr_model import ASMRModelConfig
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -36,9 +37,9 @@ BASES = {4: [4, 4, 8], 6: [2, 2, 4, 4, 2], 8: [2, 2, 2, 2, 2, 2, 2]}
 class SharingArgs:
     width: int = 128
     """Trunk width."""
-    fine_dim: int = 64
+    fine_dim: int = ASMRModelConfig.fine_dim
     """Width of the last (per-sample) layer, asmr-nerf's default."""
-    backbone: Backbone = "relu"
+    backbone: Backbone = ASMRModelConfig.backbone
     """relu (asmr-nerf's default) or siren (the paper's)."""
     image: tuple[int, int] = (100, 75)
     samples: int = 48
