@@ -103,33 +103,43 @@ def _unflatten(keys: Int[Tensor, " n"], counts: tuple[int, ...]) -> Int[Tensor, 
 
 
 class _CellTable:
-    """Pre-activations of one level's cells: complete (row = flat cell key) or a sorted cache."""
+    """Pre-activations of one level's cells: complete (row = flat cell key), or a cache of the
+    touched cells whose rows sit in insertion order in a buffer that grows by doubling, found
+    through sorted keys, so an insert sorts integer keys and never moves rows."""
 
-    def __init__(self, values: Tensor, keys: Tensor | None = None) -> None:
-        self.values, self.keys = values, keys
+    def __init__(self, values: Tensor, cache: bool = False) -> None:
+        self.values = values
+        self.keys = self.rows = values.new_zeros(0, dtype=torch.long) if cache else None
+        self.used = 0 if cache else len(values)
 
     def lookup(self, cells: Int[Tensor, " m"]) -> tuple[Tensor, Tensor]:
-        """Rows for ``cells`` (zeros where missing) and which were found."""
+        """Rows for ``cells`` (arbitrary where missing) and which were found."""
         if self.keys is None:
             return self.values[cells], torch.ones_like(cells, dtype=torch.bool)
         if len(self.keys) == 0:
-            return self.values.new_zeros(len(cells), self.values.shape[1]), torch.zeros_like(
+            return self.values.new_empty(len(cells), self.values.shape[1]), torch.zeros_like(
                 cells, dtype=torch.bool
             )
         pos = torch.searchsorted(self.keys, cells).clamp(max=len(self.keys) - 1)
-        found = self.keys[pos] == cells
-        return self.values[pos] * found[:, None], found
+        return self.values[self.rows[pos]], self.keys[pos] == cells
 
     def insert(self, cells: Int[Tensor, " m"], values: Tensor, limit: int) -> None:
         """Add cells not yet held, ``limit`` rows at most: when they do not fit, the cache restarts
         with the first ``limit`` of them."""
-        assert self.keys is not None
-        if len(self.keys) + len(cells) > limit:
-            self.keys, self.values = self.keys[:0], self.values[:0]
+        assert self.keys is not None and self.rows is not None
+        if self.used + len(cells) > limit:
+            self.keys, self.rows, self.used = self.keys[:0], self.rows[:0], 0
             cells, values = cells[:limit], values[:limit]
+        end = self.used + len(cells)
+        if end > len(self.values):
+            grown = self.values.new_empty(min(limit, max(end, 2 * len(self.values))), values.shape[1])
+            grown[: self.used] = self.values[: self.used]
+            self.values = grown
+        self.values[self.used : end] = values
         keys = torch.cat([self.keys, cells])
+        rows = torch.cat([self.rows, torch.arange(self.used, end, device=cells.device)])
         order = torch.argsort(keys)
-        self.keys, self.values = keys[order], torch.cat([self.values, values])[order]
+        self.keys, self.rows, self.used = keys[order], rows[order], end
 
 
 def _invalidate_after_load(module: ASMR, _keys) -> None:
@@ -403,7 +413,7 @@ class ASMR(nn.Module):
                 table = _CellTable(compute(torch.arange(size, device=cells.device)))
             elif self.lazy_cells > 0:
                 width = self.layers[level].out_features
-                table = _CellTable(torch.zeros(0, width, dtype=dtype, device=cells.device), cells[:0])
+                table = _CellTable(torch.zeros(0, width, dtype=dtype, device=cells.device), cache=True)
             else:
                 return compute(cells)
             self._tables[level] = table
