@@ -273,7 +273,23 @@ def test_sharing_benchmark_runs_only_the_last_layers_per_sample_with_warm_tables
         # warm: every cell is in a table, so only the remainder's modulator and the output run per
         # sample, both as wide as the last layer (relu: x, sin and cos at 8 frequencies)
         assert r["warm_macs"] == remainder_inputs * 4 + 4 * 16
+        # the test set starts cold, and its later images find the cells they share with earlier ones
+        assert r["warm_macs"] < r["test_set_macs"] < r["cold_macs"]
     assert "| 8 | 2-2-2-2-2-2-2 |" in report(rows, args, len(positions))
+
+
+def test_sharing_benchmark_test_set_views_turn_about_the_vertical_axis():
+    from nerf_loe.benchmarks.sharing import SharingArgs, image_positions
+
+    args = SharingArgs(image=(12, 9), samples=6, device="cpu")
+    front = image_positions(args)
+    side = image_positions(args, math.pi / 2)
+    assert torch.allclose(image_positions(args, 2 * math.pi), front, atol=1e-5)
+    # a quarter turn carries each sample's depth in the box (z, from 1 to 0 along the rays, never
+    # clamped) onto x, and leaves heights alone
+    assert torch.allclose(side[:, 0], front[:, 2], atol=1e-6)
+    assert torch.equal(side[:, 1], front[:, 1])
+    assert not torch.allclose(side, front, atol=1e-2)
 
 
 def test_output_stems_keep_their_dots():
