@@ -65,10 +65,7 @@ def image_positions(args: SharingArgs, angle: float = 0.0) -> torch.Tensor:
     directions = torch.stack([u, v, -torch.ones_like(u)], -1).reshape(-1, 3)
     directions = directions / directions.norm(dim=-1, keepdim=True)
     origin = torch.tensor([0.5, 0.5, 2.5])
-    t_near, t_far = (
-        1.5 / directions[:, 2].abs(),
-        2.5 / directions[:, 2].abs(),
-    )  # z from 1 to 0
+    t_near, t_far = 1.5 / directions[:, 2].abs(), 2.5 / directions[:, 2].abs()  # z from 1 to 0
     t = t_near[:, None] + (t_far - t_near)[:, None] * (torch.arange(args.samples) + 0.5) / args.samples
     points = (origin + directions[:, None, :] * t[..., None]).reshape(-1, 3)
     c, s = math.cos(angle), math.sin(angle)
@@ -95,18 +92,9 @@ def measure(args: SharingArgs) -> list[dict]:
     for depth, bases in BASES.items():
         torch.manual_seed(0)
         net = ASMR(
-            [(b, b, b) for b in bases],
-            args.width,
-            16,
-            backbone=args.backbone,
-            fine_dim=args.fine_dim,
+            [(b, b, b) for b in bases], args.width, 16, backbone=args.backbone, fine_dim=args.fine_dim
         ).to(args.device)
-        times: dict[str, list[float]] = {
-            "direct": [],
-            "cold": [],
-            "warm": [],
-            "test_set": [],
-        }
+        times: dict[str, list[float]] = {"direct": [], "cold": [], "warm": [], "test_set": []}
         for _ in range(args.repeats):
             times["direct"].append(render(net, positions, args.chunk, shared=False))
             with torch.no_grad():
