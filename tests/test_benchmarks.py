@@ -151,7 +151,7 @@ def test_overrides_convert_to_each_options_type():
     trainer = copy.deepcopy(all_methods["asmr-nerf"])
     apply_overrides(config, ("trainer.optimizers.fields.optimizer.lr=1e-3",), datamanager, trainer)
     assert trainer.optimizers["fields"]["optimizer"].lr == 1e-3
-    assert all_methods["asmr-nerf"].optimizers["fields"]["optimizer"].lr == 2e-3
+    assert all_methods["asmr-nerf"].optimizers["fields"]["optimizer"].lr == 4e-3
     with pytest.raises(ConfigError, match="the trainer config has no option 'trainer.optimizers.colour.lr'"):
         apply_overrides(config, ("trainer.optimizers.colour.lr=1",), datamanager, trainer)
     # items for one method, and values holding a colon, which name no method
