@@ -50,6 +50,9 @@ def cpu_capable_worker(
         group = dist.new_group(ranks)
         if machine == machine_rank:
             comms.LOCAL_PROCESS_GROUP = group
+    # every rank's trainer writes dataparser_transforms.json, creating the run folder when it does not
+    # exist yet (mkdir without exist_ok): two ranks at once raise FileExistsError in one of them
+    config.get_base_dir().mkdir(parents=True, exist_ok=True)
     output = main_func(local_rank, world_size, config, global_rank)
     comms.synchronize()
     dist.destroy_process_group()
