@@ -247,6 +247,24 @@ def test_a_stored_run_is_reused_only_under_the_same_settings(tmp_path):
     assert load_run(path, args, Path("data/other-scene"), "loe-nerf") is None
 
 
+def test_a_stored_run_is_not_reused_after_the_method_default_changes(tmp_path, monkeypatch):
+    import copy
+    from pathlib import Path
+
+    from nerfstudio.configs.method_configs import all_methods
+
+    args = BenchmarkArgs(budget_s=60, runs_dir=tmp_path / "runs")
+    scene = Path("data/some-scene")
+    path = run_store(args, scene, "mlp-nerf")
+    stored = _result("mlp-nerf", 800.0, [EvalPoint(600, 60.0, 25.0, 0.7)])
+    save_run(path, args, scene, "mlp-nerf", stored)
+    assert load_run(path, args, scene, "mlp-nerf").curve == stored.curve
+    changed = copy.deepcopy(all_methods["mlp-nerf"])
+    changed.optimizers["fields"]["optimizer"].lr = 1e-4  # a new default rate, say
+    monkeypatch.setitem(all_methods, "mlp-nerf", changed)
+    assert load_run(path, args, scene, "mlp-nerf") is None
+
+
 @pytest.mark.parametrize(("backbone", "remainder_inputs"), [("siren", 3), ("relu", 3 + 2 * 3 * 8)])
 def test_sharing_benchmark_runs_only_the_last_layers_per_sample_with_warm_tables(
     tmp_path, backbone, remainder_inputs

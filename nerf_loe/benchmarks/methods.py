@@ -517,10 +517,14 @@ def main() -> None:
 
 def _settings(args: BenchmarkArgs, scene: Path, method: str) -> dict:
     """What a run's result depends on: every setting but the lists of scenes and methods and the
-    output paths, with only the ``--set`` items that reach ``method``, plus the scene's folder (so
-    overriding one method reruns that method alone)."""
+    output paths, with only the ``--set`` items that reach ``method``, the scene's folder (so
+    overriding one method reruns that method alone), and the method's registered config (so a run
+    stored before a default changed is not passed off as the new default's)."""
+    from nerfstudio.configs.method_configs import all_methods
+
     fixed = {k: v for k, v in asdict(args).items() if k not in ("scenes", "methods", "out", "runs_dir")}
     fixed["set"] = overrides_for(method, args.set)
+    fixed["method_config"] = repr(all_methods.get(method))
     return json.loads(json.dumps({**fixed, "scene": str(scene.resolve())}, default=str))
 
 
