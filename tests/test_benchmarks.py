@@ -265,6 +265,19 @@ def test_a_stored_run_is_not_reused_after_the_method_default_changes(tmp_path, m
     assert load_run(path, args, scene, "mlp-nerf") is None
 
 
+def test_a_stored_run_is_reused_by_another_process(tmp_path):
+    """The key is made afresh by every benchmark process: nothing in it (a function's memory
+    address, say) may differ from one process to the next."""
+    from pathlib import Path
+
+    from nerf_loe.benchmarks import in_fresh_process
+    from nerf_loe.benchmarks.methods import _settings
+
+    args = BenchmarkArgs(budget_s=60, runs_dir=tmp_path / "runs")
+    scene = Path("data/some-scene")
+    assert in_fresh_process(_settings, args, scene, "mlp-nerf") == _settings(args, scene, "mlp-nerf")
+
+
 @pytest.mark.parametrize(("backbone", "remainder_inputs"), [("siren", 3), ("relu", 3 + 2 * 3 * 8)])
 def test_sharing_benchmark_runs_only_the_last_layers_per_sample_with_warm_tables(
     tmp_path, backbone, remainder_inputs

@@ -19,6 +19,7 @@ import dataclasses
 import json
 import pickle
 import random
+import re
 import resource
 import statistics
 import tempfile
@@ -524,7 +525,8 @@ def _settings(args: BenchmarkArgs, scene: Path, method: str) -> dict:
 
     fixed = {k: v for k, v in asdict(args).items() if k not in ("scenes", "methods", "out", "runs_dir")}
     fixed["set"] = overrides_for(method, args.set)
-    fixed["method_config"] = repr(all_methods.get(method))
+    # without memory addresses (the collate function's), which differ from process to process
+    fixed["method_config"] = re.sub(r" at 0x[0-9a-f]+", "", repr(all_methods.get(method)))
     return json.loads(json.dumps({**fixed, "scene": str(scene.resolve())}, default=str))
 
 
