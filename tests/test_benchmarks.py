@@ -265,6 +265,26 @@ def test_a_stored_run_is_not_reused_after_the_method_default_changes(tmp_path, m
     assert load_run(path, args, scene, "mlp-nerf") is None
 
 
+def test_a_stored_teaching_run_is_reused_only_under_the_same_settings_and_defaults(tmp_path, monkeypatch):
+    import copy
+
+    from nerfstudio.configs.method_configs import all_methods
+
+    from nerf_loe.benchmarks.teaching import Run, TeachingBenchmarkArgs, load_run, save_run
+
+    args = TeachingBenchmarkArgs(steps=400, runs_dir=tmp_path / "runs")
+    path = tmp_path / "runs" / "woodbox__mlp-nerf__uniform__0.json"
+    assert load_run(path, args, "mlp-nerf") is None  # nothing stored yet
+    save_run(path, args, Run("mlp-nerf", "uniform", 0, [(100, 5.0, 20.0), (400, 20.0, 23.5)]))
+    other_lists = TeachingBenchmarkArgs(steps=400, runs_dir=tmp_path / "runs", seeds=(7,), out=tmp_path / "x")
+    assert load_run(path, other_lists, "mlp-nerf").curve == [[100, 5.0, 20.0], [400, 20.0, 23.5]]
+    assert load_run(path, TeachingBenchmarkArgs(steps=800, runs_dir=tmp_path / "runs"), "mlp-nerf") is None
+    changed = copy.deepcopy(all_methods["mlp-nerf"])
+    changed.optimizers["fields"]["optimizer"].lr = 1e-4  # a new default rate, say
+    monkeypatch.setitem(all_methods, "mlp-nerf", changed)
+    assert load_run(path, args, "mlp-nerf") is None
+
+
 def test_a_stored_run_is_reused_by_another_process(tmp_path):
     """The key is made afresh by every benchmark process: nothing in it (a function's memory
     address, say) may differ from one process to the next."""

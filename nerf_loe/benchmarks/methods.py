@@ -521,13 +521,19 @@ def _settings(args: BenchmarkArgs, scene: Path, method: str) -> dict:
     output paths, with only the ``--set`` items that reach ``method``, the scene's folder (so
     overriding one method reruns that method alone), and the method's registered config (so a run
     stored before a default changed is not passed off as the new default's)."""
-    from nerfstudio.configs.method_configs import all_methods
-
     fixed = {k: v for k, v in asdict(args).items() if k not in ("scenes", "methods", "out", "runs_dir")}
     fixed["set"] = overrides_for(method, args.set)
-    # without memory addresses (the collate function's), which differ from process to process
-    fixed["method_config"] = re.sub(r" at 0x[0-9a-f]+", "", repr(all_methods.get(method)))
+    fixed["method_config"] = method_config_key(method)
     return json.loads(json.dumps({**fixed, "scene": str(scene.resolve())}, default=str))
+
+
+def method_config_key(method: str) -> str:
+    """The method's registered config as text that is the same in every process: a stored run
+    keyed on it is not reused once a default of the method changes. Memory addresses (of the
+    collate function, say) are dropped, since they differ from process to process."""
+    from nerfstudio.configs.method_configs import all_methods
+
+    return re.sub(r" at 0x[0-9a-f]+", "", repr(all_methods.get(method)))
 
 
 def run_store(args: BenchmarkArgs, scene: Path, method: str) -> Path:

@@ -26,7 +26,14 @@ from typing import Literal
 import tyro
 
 from nerf_loe.benchmarks import beside, in_fresh_process, report_head
-from nerf_loe.benchmarks.methods import RESULTS, BenchmarkArgs, _evaluate, setup_trainer, train_step
+from nerf_loe.benchmarks.methods import (
+    RESULTS,
+    BenchmarkArgs,
+    _evaluate,
+    method_config_key,
+    setup_trainer,
+    train_step,
+)
 from nerf_loe.benchmarks.timing import Stopwatch, time_to
 from nerf_loe.errors import ConfigError, install_excepthook
 
@@ -112,18 +119,27 @@ def _stored(args: TeachingBenchmarkArgs, method: str, variant: str, seed: int) -
     return args.runs_dir / f"{args.scene.name}__{method}__{variant}__{seed}.json"
 
 
-def _settings(args: TeachingBenchmarkArgs) -> dict:
+def _settings(args: TeachingBenchmarkArgs, method: str) -> dict:
+    """What a run depends on: every setting but the lists and output paths, and the method's
+    registered config (a run stored before a default changed is rerun)."""
     fixed = {
         k: v for k, v in asdict(args).items() if k not in ("methods", "variants", "seeds", "out", "runs_dir")
     }
+    fixed["method_config"] = method_config_key(method)
     return json.loads(json.dumps(fixed, default=str))
 
 
-def _load(path: Path, args: TeachingBenchmarkArgs) -> Run | None:
+def save_run(path: Path, args: TeachingBenchmarkArgs, run: Run) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"settings": _settings(args, run.method), "run": asdict(run)}))
+
+
+def load_run(path: Path, args: TeachingBenchmarkArgs, method: str) -> Run | None:
+    """The stored run, or None when there is none or it was made with other settings."""
     if not path.exists():
         return None
     stored = json.loads(path.read_text())
-    if stored["settings"] != _settings(args):
+    if stored["settings"] != _settings(args, method):
         return None
     return Run(**stored["run"])
 
@@ -200,11 +216,10 @@ def main() -> None:
         for variant in order:
             for seed in args.seeds:
                 path = _stored(args, method, variant, seed)
-                run = _load(path, args)
+                run = load_run(path, args, method)
                 if run is None:
                     run = in_fresh_process(_run, method, variant, seed, targets.get(seed), args)
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    path.write_text(json.dumps({"settings": _settings(args), "run": asdict(run)}))
+                    save_run(path, args, run)
                 if variant == "uniform":
                     targets[seed] = run.curve[-1][2]
                 runs.append(run)
