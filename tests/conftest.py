@@ -25,3 +25,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def tiny_scene(tmp_path_factory) -> Path:
     """A 32x32, 24-view procedural scene in Blender + nerfstudio formats."""
     return generate_procedural(TINY_SCENE, tmp_path_factory.mktemp("tiny_scene"), show_progress=False)
+
+
+@pytest.fixture(scope="session")
+def trained_run(tiny_scene, tmp_path_factory) -> Path:
+    """The config of loe-nerf trained 400 steps on the tiny scene through ``ns-train``, shared by the
+    tests that only read a trained run (exports, renders, the viewer)."""
+    from test_end_to_end import train
+
+    out = tmp_path_factory.mktemp("trained_run")
+    train("loe-nerf", tiny_scene, out, "run", 400)
+    return out / "unnamed" / "loe-nerf" / "run" / "config.yml"

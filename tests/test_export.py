@@ -8,18 +8,9 @@ import subprocess
 import numpy as np
 import pytest
 from conftest import TINY_SCENE
-from test_end_to_end import BIN, run, train
+from test_end_to_end import BIN, run
 
 from nerf_loe.data.procedural import ProceduralRenderer, make_objects
-
-STEPS = 400
-
-
-@pytest.fixture(scope="module")
-def trained_run(tiny_scene, tmp_path_factory):
-    out = tmp_path_factory.mktemp("export_run")
-    train("loe-nerf", tiny_scene, out, "run", STEPS)
-    return out / "unnamed" / "loe-nerf" / "run" / "config.yml"
 
 
 def _truth() -> ProceduralRenderer:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_end_to_end import BIN, train
+from test_end_to_end import BIN
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -66,12 +66,10 @@ def _wait_for_change(page, before: np.ndarray | None, timeout: float, min_std: f
 
 
 @pytest.fixture(scope="module")
-def viewer_url(tiny_scene, tmp_path_factory):
+def viewer_url(trained_run, tmp_path_factory):
     if not Path(CHROMIUM).exists():
         pytest.fail("Chromium is not installed: `make test` installs Debian's chromium package")
     out = tmp_path_factory.mktemp("viewer_run")
-    train("loe-nerf", tiny_scene, out, "run", 300)
-    config = out / "unnamed" / "loe-nerf" / "run" / "config.yml"
     port = _free_port()
     log = out / "viewer.log"
     with log.open("w") as sink:
@@ -79,7 +77,7 @@ def viewer_url(tiny_scene, tmp_path_factory):
             [
                 str(BIN / "ns-viewer"),
                 "--load-config",
-                str(config),
+                str(trained_run),
                 "--viewer.websocket-host",
                 "127.0.0.1",
                 "--viewer.websocket-port",
