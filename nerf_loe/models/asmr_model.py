@@ -30,23 +30,28 @@ class ASMRModelConfig(FieldModelConfig):
     to l (here 2, 8, 32, 128)."""
     hidden_dim: int = 128
     """Width of the backbone."""
-    fine_dim: int = 64
+    fine_dim: int = 96
     """Width of the last layer, the one the position inside the finest cell modulates: it runs per
     sample after sharing, so with the output layer and the colour head it sets what sharing cannot
-    remove, (remainder encoding + out) x fine-dim MACs a sample. chess2, 600 s on the CPU, with
-    training sharing: 64 renders the test set at 9,516 MACs a sample (128: 14-17K), 22.66 dB
-    (results/asmr_fine64_always_chess2_600s.md)."""
+    remove, (remainder encoding + out) x fine-dim MACs a sample. chess2, 300 s on the CPU, one run
+    each against mlp-nerf's 24.72 dB: 64 wide 23.81 dB at 9,450 MACs a sample over the test set
+    (6.3x fewer), 96 wide 24.12 at 12,379 (4.8x), 96 wide with 7 remainder bands 24.01 at 11,801
+    (5.1x); at 1000 steps 21.92 / 22.90 / 22.73 against 23.03: the narrow layer underfits
+    (results/asmr_fine_dim_chess2_300s_*.md)."""
     backbone: Backbone = "relu"
     """relu: each layer reads the positional encoding of its level's cell centre, the remainder
     layer that of the position (:mod:`nerf_loe.components.asmr`), with the same sharing; siren:
     the paper's backbone (train it at lr 5e-4). w0, modulator and digits apply to siren only.
     chess2, 150 s on the CPU: relu 22.55 dB; the siren stalled near 15.6 dB."""
-    remainder_frequencies: int = 8
+    remainder_frequencies: int = 7
     """relu backbone: how many of the highest frequency bands the last layer's encoding of the
     position keeps, up to half a period across a finest cell (8 at 128 cells: the PE-MLP's pi ..
     128 pi; the lower bands repeat the finest cell centre's). It is the per-sample cost sharing
-    cannot remove: (3 + 6 x bands) x fine-dim MACs. chess2, 300 s on the CPU: 8 bands 23.28 dB,
-    3 bands 21.55, 0 bands 21.28 (fewer bands stall the start; results/asmr_remainder_bands_chess2.md)."""
+    cannot remove: (3 + 6 x bands) x fine-dim MACs. 7 drops the pi band, which the finest cell
+    centre's encoding carries almost unchanged (its centre lies within 1/256 of x), and keeps a
+    96-wide last layer within 5x fewer MACs than mlp-nerf. chess2, 300 s on the
+    CPU, 128-wide last layer: 8 bands 23.28 dB, 3 bands 21.55, 0 bands 21.28 (fewer bands stall the
+    start; results/asmr_remainder_bands_chess2.md)."""
     w0: float = 30.0
     """SIREN frequency."""
     modulator: Modulator = "linear"
