@@ -44,6 +44,8 @@ class SharingArgs:
     """Width of the last (per-sample) layer, asmr-nerf's default."""
     backbone: Backbone = ASMRModelConfig.backbone
     """relu (asmr-nerf's default) or siren (the paper's)."""
+    remainder_frequencies: int = ASMRModelConfig.remainder_frequencies
+    """relu: frequency bands of the last layer's encoding of the position, asmr-nerf's default."""
     image: tuple[int, int] = (100, 75)
     samples: int = 48
     """Samples per ray inside the box."""
@@ -92,7 +94,12 @@ def measure(args: SharingArgs) -> list[dict]:
     for depth, bases in BASES.items():
         torch.manual_seed(0)
         net = ASMR(
-            [(b, b, b) for b in bases], args.width, 16, backbone=args.backbone, fine_dim=args.fine_dim
+            [(b, b, b) for b in bases],
+            args.width,
+            16,
+            backbone=args.backbone,
+            fine_dim=args.fine_dim,
+            remainder_frequencies=args.remainder_frequencies,
         ).to(args.device)
         times: dict[str, list[float]] = {"direct": [], "cold": [], "warm": [], "test_set": []}
         for _ in range(args.repeats):
@@ -135,8 +142,9 @@ def report(rows: list[dict], args: SharingArgs, samples: int) -> str:
     lines = [
         *report_head(title, "python -m nerf_loe.benchmarks.sharing"),
         "",
-        f"{args.backbone} backbone, width {args.width} (last layer {args.fine_dim}), "
-        "finest cell 1/128 of the box per axis, "
+        f"{args.backbone} backbone, width {args.width} (last layer {args.fine_dim}"
+        + (f", {args.remainder_frequencies} remainder bands), " if args.backbone == "relu" else "), ")
+        + "finest cell 1/128 of the box per axis, "
         f"{samples:,d} positions ({args.samples} per ray), chunks of {args.chunk:,d}; "
         f"median of {args.repeats} runs. Cold: tables rebuilt (first render after a parameter "
         "change); warm: the next render; test set: "
