@@ -139,12 +139,12 @@ def report(rows: list[dict], args: SharingArgs, samples: int) -> str:
         f"ASMR activation sharing: trunk cost of one {args.image[0]}x{args.image[1]} image against depth, "
         f"{args.device}"
     )
+    bands = f", {args.remainder_frequencies} remainder bands" if args.backbone == "relu" else ""
     lines = [
         *report_head(title, "python -m nerf_loe.benchmarks.sharing"),
         "",
-        f"{args.backbone} backbone, width {args.width} (last layer {args.fine_dim}"
-        + (f", {args.remainder_frequencies} remainder bands), " if args.backbone == "relu" else "), ")
-        + "finest cell 1/128 of the box per axis, "
+        f"{args.backbone} backbone, width {args.width} (last layer {args.fine_dim}{bands}), "
+        "finest cell 1/128 of the box per axis, "
         f"{samples:,d} positions ({args.samples} per ray), chunks of {args.chunk:,d}; "
         f"median of {args.repeats} runs. Cold: tables rebuilt (first render after a parameter "
         "change); warm: the next render; test set: "

@@ -49,9 +49,9 @@ class ASMRModelConfig(FieldModelConfig):
     128 pi; the lower bands repeat the finest cell centre's). It is the per-sample cost sharing
     cannot remove: (3 + 6 x bands) x fine-dim MACs. 7 drops the pi band, which the finest cell
     centre's encoding carries almost unchanged (its centre lies within 1/256 of x), and keeps a
-    96-wide last layer within 5x fewer MACs than mlp-nerf. chess2, 300 s on the
-    CPU, 128-wide last layer: 8 bands 23.28 dB, 3 bands 21.55, 0 bands 21.28 (fewer bands stall the
-    start; results/asmr_remainder_bands_chess2.md)."""
+    96-wide last layer within 5x fewer MACs than mlp-nerf. chess2, 300 s on the CPU, 128-wide last
+    layer: 8 bands 23.28 dB, 3 bands 21.55, 0 bands 21.28 (fewer bands stall the start;
+    results/asmr_remainder_bands_chess2.md)."""
     w0: float = 30.0
     """SIREN frequency."""
     modulator: Modulator = "linear"
