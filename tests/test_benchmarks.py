@@ -285,6 +285,33 @@ def test_a_stored_teaching_run_is_reused_only_under_the_same_settings_and_defaul
     assert load_run(path, args, "mlp-nerf") is None
 
 
+def test_an_interrupted_store_keeps_the_run_stored_before(tmp_path, monkeypatch):
+    """A benchmark killed while storing a run (Ctrl-C, out of memory) must leave the earlier
+    stored run readable, not a half-written file that the next benchmark fails on."""
+    from pathlib import Path
+
+    from nerf_loe.benchmarks.teaching import Run, TeachingBenchmarkArgs, load_run, save_run
+
+    args = TeachingBenchmarkArgs(steps=400, runs_dir=tmp_path / "runs")
+    path = tmp_path / "runs" / "woodbox__mlp-nerf__uniform__0.json"
+    save_run(path, args, Run("mlp-nerf", "uniform", 0, [(400, 20.0, 23.5)]))
+    write_bytes, write_text = Path.write_bytes, Path.write_text
+
+    def interrupted(method):
+        def write(self, data, *rest, **options):
+            method(self, data[: len(data) // 2], *rest, **options)
+            raise KeyboardInterrupt
+
+        return write
+
+    monkeypatch.setattr(Path, "write_bytes", interrupted(write_bytes))
+    monkeypatch.setattr(Path, "write_text", interrupted(write_text))
+    with pytest.raises(KeyboardInterrupt):
+        save_run(path, args, Run("mlp-nerf", "uniform", 0, [(400, 30.0, 25.0)]))
+    monkeypatch.undo()
+    assert load_run(path, args, "mlp-nerf").curve == [[400, 20.0, 23.5]]
+
+
 def test_a_stored_run_is_reused_by_another_process(tmp_path):
     """The key is made afresh by every benchmark process: nothing in it (a function's memory
     address, say) may differ from one process to the next."""

@@ -16,6 +16,15 @@ def beside(stem: Path, suffix: str) -> Path:
     return stem.parent / (stem.name + suffix)
 
 
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename, so that an interrupted
+    benchmark never leaves a half-written stored run for the next one to read."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = beside(path, ".tmp")
+    temporary.write_bytes(data)
+    temporary.replace(path)
+
+
 def invocation(program: str) -> str:
     """The command line that ran this benchmark: ``program`` (e.g. ``python -m
     nerf_loe.benchmarks.routing``) and this process's arguments, quoted for a shell."""

@@ -35,7 +35,7 @@ import torch
 import tyro
 from torch import nn
 
-from nerf_loe.benchmarks import beside, in_fresh_process, invocation, report_head
+from nerf_loe.benchmarks import beside, in_fresh_process, invocation, report_head, write_atomically
 from nerf_loe.benchmarks.timing import Stopwatch
 from nerf_loe.errors import ConfigError, install_excepthook
 
@@ -541,11 +541,7 @@ def run_store(args: BenchmarkArgs, scene: Path, method: str) -> Path:
 
 
 def save_run(path: Path, args: BenchmarkArgs, scene: Path, method: str, result: MethodResult) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".tmp")
-    with temporary.open("wb") as f:
-        pickle.dump({"settings": _settings(args, scene, method), "result": result}, f)
-    temporary.replace(path)  # never a half-written run
+    write_atomically(path, pickle.dumps({"settings": _settings(args, scene, method), "result": result}))
 
 
 def load_run(path: Path, args: BenchmarkArgs, scene: Path, method: str) -> MethodResult | None:

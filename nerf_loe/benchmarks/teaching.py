@@ -25,7 +25,7 @@ from typing import Literal
 
 import tyro
 
-from nerf_loe.benchmarks import beside, in_fresh_process, report_head
+from nerf_loe.benchmarks import beside, in_fresh_process, report_head, write_atomically
 from nerf_loe.benchmarks.methods import (
     RESULTS,
     BenchmarkArgs,
@@ -130,8 +130,7 @@ def _settings(args: TeachingBenchmarkArgs, method: str) -> dict:
 
 
 def save_run(path: Path, args: TeachingBenchmarkArgs, run: Run) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"settings": _settings(args, run.method), "run": asdict(run)}))
+    write_atomically(path, json.dumps({"settings": _settings(args, run.method), "run": asdict(run)}).encode())
 
 
 def load_run(path: Path, args: TeachingBenchmarkArgs, method: str) -> Run | None:
