@@ -13,7 +13,8 @@ import pytest
 import torch
 from torch import nn
 
-from nerf_loe.components.routing import Routes, routed_linear
+from nerf_loe.components import routing
+from nerf_loe.components.routing import Routes, rearrange, routed_linear
 from nerf_loe.components.tiled_linear import TiledLinear
 from nerf_loe.components.tiled_mlp import TiledMLP
 from nerf_loe.components.tiling import Tiling
@@ -291,6 +292,37 @@ def test_routed_matmul_matches_a_loop_over_samples(layout, chunk):
     assert torch.equal(grads[1][8], torch.zeros(5, 6))
 
 
+def test_rearrange_moves_sorted_rows_by_hand():
+    x = torch.tensor([[0.0], [1.0], [2.0]])
+    first, second = Routes(torch.tensor([1, 0, 1]), 2), Routes(torch.tensor([0, 0, 1]), 2)
+    assert rearrange(x, None, first).flatten().tolist() == [1, 0, 2]
+    assert rearrange(first.pad(x), first, second).flatten().tolist() == [0, 1, 2]
+    assert rearrange(second.pad(x), second, first).flatten().tolist() == [1, 0, 2]
+
+
+@pytest.mark.parametrize(("layout", "chunk"), [("slices", None), ("chunks", 2), ("chunks", 3)])
+def test_rearrange_keeps_each_sample_row_and_its_adjoint_is_the_reverse_move(layout, chunk):
+    # Between sample order and two routings of the same samples, every way: each sample's row ends
+    # in its slot of the target layout (slices: the samples sorted stably by bank, by a Python
+    # sort), and <move(a, A, B), b> = <a, move(b, B, A)>, which the backward pass relies on.
+    torch.manual_seed(3)
+    n = 23
+    indices = [torch.randint(0, 4, (n,)), torch.randint(0, 5, (n,))]
+    layouts = [None, *(Routes(index, 5, chunk=chunk, layout=layout) for index in indices)]
+    x = torch.randn(n, 2, dtype=torch.float64)
+    for a in layouts:
+        for b in layouts:
+            moved = rearrange(x if a is None else a.pad(x), a, b)
+            assert torch.equal(moved if b is None else b.unpad(moved), x)
+            if layout == "slices" and b is not None:
+                bank = indices[layouts.index(b) - 1].tolist()
+                expected = sorted(range(n), key=lambda i: bank[i])
+                assert torch.equal(moved, x[expected])
+            u = torch.randn_like(x if a is None else a.pad(x))
+            v = torch.randn_like(moved)
+            torch.testing.assert_close((rearrange(u, a, b) * v).sum(), (u * rearrange(v, b, a)).sum())
+
+
 @pytest.mark.parametrize("layout", ["slices", "chunks"])
 def test_routing_zero_samples_gives_empty_output_and_zero_grads(layout):
     weight = torch.randn(3, 4, 5, requires_grad=True)
@@ -407,11 +439,17 @@ def test_residual_scale_multiplies_the_residual_a_sample_sees():
 
 
 @pytest.mark.parametrize("blending", ["nearest", "linear"])
-def test_routed_matches_naive_per_sample_reference(blending):
-    # routing (sort, per-bank matmul, scatter) vs materialised per-sample weight matrices; the
-    # selection itself is checked against the reference loop above
+@pytest.mark.parametrize(("layout", "chunk"), [("slices", None), ("chunks", 4), ("chunks", None)])
+@pytest.mark.parametrize("tiling_layout", ["hierarchical", "partition"])
+def test_routed_matches_naive_per_sample_reference(blending, layout, chunk, tiling_layout, monkeypatch):
+    # routing (sort, per-bank matmul, layouts carried from layer to layer; partition layers share
+    # one) vs materialised per-sample weight matrices; the selection itself is checked against the
+    # reference loop above
+    monkeypatch.setattr(routing, "LAYOUT", layout)
+    monkeypatch.setattr(routing, "CHUNK_ROWS", chunk)
     torch.manual_seed(1)
-    tiling = Tiling([(2, 2, 2), (3, 2, 4)], blending=blending)
+    counts = [(2, 2, 2), (3, 2, 4), (3, 2, 4)] if tiling_layout == "hierarchical" else [(3, 2, 4)] * 3
+    tiling = Tiling(counts, tiling_layout, blending)
     mlp = TiledMLP(6, 9, 4, tiling)
     x = torch.rand(200, 3)
     features = torch.randn(200, 6, requires_grad=True)

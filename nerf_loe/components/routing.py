@@ -21,6 +21,12 @@ serve there (``benchmarks/results/routing_cpu.md``). Memory is O(samples x width
 
 The backward pass is written out (:class:`_RoutedMatmul`): both layouts are one-to-one maps of
 rows, so gradients move by ``index_copy``/``index_select`` (no scatter-add).
+
+A stack of routed layers need not return to sample order between layers: a layer takes its input
+in the previous layer's layout and leaves its output in its own (bias and activation act row by
+row, so they do not care), and :func:`rearrange` moves rows from one layout to the next in a single
+gather (slices), or none when both layers share one ``Routes`` (Partition). Forward and backward
+then make one gather per layer instead of two.
 """
 
 from __future__ import annotations
@@ -134,12 +140,18 @@ class Routes:
         """The bank of every chunk."""
 
     def apply(
-        self, x: Float[Tensor, "n d_in"], weight: Float[Tensor, "banks d_out d_in"]
-    ) -> Float[Tensor, "n d_out"]:
-        """``out[i] = weight[bank_index[i]] @ x[i]`` for every sample, without a bias."""
+        self,
+        x: Float[Tensor, "... d_in"],
+        weight: Float[Tensor, "banks d_out d_in"],
+        source: Routes | None = None,
+        target: Routes | None = None,
+    ) -> Float[Tensor, "... d_out"]:
+        """``out[i] = weight[bank_index[i]] @ x[i]`` for every sample, without a bias; ``x`` in the
+        layout of ``source`` and ``out`` in that of ``target`` (None: sample order, ``[n, d]``)."""
         if self.single_bank is not None:
-            return x @ weight[self.single_bank].T
-        return _RoutedMatmul.apply(x, weight, self)
+            rows = rearrange(x, source, None) @ weight[self.single_bank].T
+            return rearrange(rows, None, target)
+        return _RoutedMatmul.apply(x, weight, self, source, target)
 
     def pad(self, rows: Float[Tensor, "n d"]) -> Tensor:
         """Rows in sample order into the layout: sorted ``[n, d]`` (slices), or ``[chunks, chunk,
@@ -176,29 +188,58 @@ class Routes:
         return grad_weight
 
 
+def rearrange(rows: Tensor, source: Routes | None, target: Routes | None) -> Tensor:
+    """``rows`` laid out by ``source`` moved into the layout of ``target`` (None, or routes with a
+    single bank: sample order). Every such move is a one-to-one map of the samples' rows, so its
+    adjoint (the gradient's way back) is the move from ``target`` to ``source``.
+
+    Example: samples in banks ``[1, 0, 1]`` sort to rows ``[x1, x0, x2]``; from there into routes
+    whose banks are ``[0, 0, 1]`` is one gather, to ``[x0, x1, x2]``.
+    """
+    source = None if source is None or source.single_bank is not None else source
+    target = None if target is None or target.single_bank is not None else target
+    if source is target:
+        return rows
+    if target is None:
+        return source.unpad(rows)
+    if source is None:
+        return target.pad(rows)
+    if source.layout == target.layout == "slices":  # one gather: target's row r is sample order[r]
+        return rows.index_select(0, source.slot.index_select(0, target.order))
+    return target.pad(source.unpad(rows))
+
+
 class _RoutedMatmul(torch.autograd.Function):
-    """``out[i] = W[bank[i]] @ x[i]`` in the routes' layout (see the module docstring)."""
+    """``out[i] = W[bank[i]] @ x[i]`` computed in the routes' layout, ``x`` arriving in the layout
+    of ``source`` and ``out`` leaving in that of ``target`` (see the module docstring)."""
 
     @staticmethod
-    def forward(ctx: FunctionCtx, x: Tensor, weight: Tensor, routes: Routes) -> Tensor:
-        x_rows = routes.pad(x)
+    def forward(
+        ctx: FunctionCtx,
+        x: Tensor,
+        weight: Tensor,
+        routes: Routes,
+        source: Routes | None,
+        target: Routes | None,
+    ) -> Tensor:
+        x_rows = rearrange(x, source, routes)
         out = routes.matmul(x_rows, weight, transpose=True)
         ctx.save_for_backward(x_rows, weight)
-        ctx.routes = routes
-        return routes.unpad(out)
+        ctx.routes, ctx.source, ctx.target = routes, source, target
+        return rearrange(out, routes, target)
 
     @staticmethod
     @once_differentiable
-    def backward(ctx: FunctionCtx, grad_out: Tensor) -> tuple[Tensor | None, Tensor | None, None]:
+    def backward(ctx: FunctionCtx, grad_out: Tensor) -> tuple[Tensor | None, Tensor | None, None, None, None]:
         x_rows, weight = ctx.saved_tensors
         routes: Routes = ctx.routes
-        grad_rows = routes.pad(grad_out.contiguous())
+        grad_rows = rearrange(grad_out.contiguous(), ctx.target, routes)
         grad_x = grad_weight = None
         if ctx.needs_input_grad[0]:
-            grad_x = routes.unpad(routes.matmul(grad_rows, weight, transpose=False))
+            grad_x = rearrange(routes.matmul(grad_rows, weight, transpose=False), routes, ctx.source)
         if ctx.needs_input_grad[1]:
             grad_weight = routes.weight_grad(grad_rows, x_rows, weight)
-        return grad_x, grad_weight, None
+        return grad_x, grad_weight, None, None, None
 
 
 def routed_linear(

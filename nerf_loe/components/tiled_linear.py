@@ -66,14 +66,24 @@ class TiledLinear(nn.Module):
         return self.weight.square().mean() if self.shared is not None else self.weight.new_zeros(())
 
     def forward(
-        self, x: Float[Tensor, "n d_in"], selection: BankSelection, routes: list[Routes] | None = None
-    ) -> Float[Tensor, "n d_out"]:
-        """Apply the selected banks. ``routes`` may pass precomputed groupings (one per candidate)."""
+        self,
+        x: Float[Tensor, "... d_in"],
+        selection: BankSelection,
+        routes: list[Routes] | None = None,
+        source: Routes | None = None,
+        target: Routes | None = None,
+    ) -> Float[Tensor, "... d_out"]:
+        """Apply the selected banks. ``routes`` may pass precomputed groupings (one per candidate).
+        With nearest blending ``x`` may arrive in the layout of ``source`` and the output leave in
+        that of ``target`` (see :func:`~nerf_loe.components.routing.rearrange`); None, and always
+        with linear blending: sample order."""
         if routes is None:
             routes = [Routes(index, self.num_banks) for index in selection.index]
         weights = self.bank_weights()
         if selection.weight is None:
-            return routes[0].apply(x, weights) + self.bias
+            return routes[0].apply(x, weights, source, target) + self.bias
+        if source is not None or target is not None:
+            raise ValueError("linear blending mixes several banks' layouts: pass rows in sample order")
         out = self.bias.expand(x.shape[0], -1)
         for route, w in zip(routes, selection.weight, strict=True):
             out = out + w[:, None] * route.apply(x, weights)

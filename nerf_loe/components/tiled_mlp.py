@@ -55,6 +55,7 @@ class TiledMLP(nn.Module):
                 h = self.activation(nn.functional.linear(h, layer.shared, layer.bias))
             return self.output(h)
         shared: dict[tuple, tuple] = {}
+        layout: Routes | None = None  # the layout h is in (None: sample order)
         for i, layer in enumerate(self.layers):
             key = (self.tiling.bank_counts[i], tuple(self.tiling.scales[i].tolist()))
             if key not in shared:  # layers with the same tiling share one sort (e.g. partitions)
@@ -62,7 +63,11 @@ class TiledMLP(nn.Module):
                 routes = [Routes(index, layer.num_banks) for index in selection.index]
                 shared[key] = (selection, routes)
             selection, routes = shared[key]
-            h = self.activation(layer(h, selection, routes))
+            # nearest blending: h stays in this layer's layout until the last tiled layer
+            last = i == len(self.layers) - 1
+            target = routes[0] if selection.weight is None and not last else None
+            h = self.activation(layer(h, selection, routes, layout, target))
+            layout = target
         return self.output(h)
 
     def residual_penalty(self) -> Tensor:
