@@ -440,15 +440,23 @@ def test_residual_scale_multiplies_the_residual_a_sample_sees():
 
 @pytest.mark.parametrize("blending", ["nearest", "linear"])
 @pytest.mark.parametrize(("layout", "chunk"), [("slices", None), ("chunks", 4), ("chunks", None)])
-@pytest.mark.parametrize("tiling_layout", ["hierarchical", "partition"])
-def test_routed_matches_naive_per_sample_reference(blending, layout, chunk, tiling_layout, monkeypatch):
+@pytest.mark.parametrize(
+    ("tiling_layout", "counts"),
+    [
+        ("hierarchical", [(2, 2, 2), (3, 2, 4), (3, 2, 4)]),
+        ("hierarchical", [(2, 2, 2), (1, 1, 1), (3, 2, 4)]),  # a one-bank layer mid-chain
+        ("partition", [(3, 2, 4)] * 3),
+    ],
+)
+def test_routed_matches_naive_per_sample_reference(
+    blending, layout, chunk, tiling_layout, counts, monkeypatch
+):
     # routing (sort, per-bank matmul, layouts carried from layer to layer; partition layers share
     # one) vs materialised per-sample weight matrices; the selection itself is checked against the
     # reference loop above
     monkeypatch.setattr(routing, "LAYOUT", layout)
     monkeypatch.setattr(routing, "CHUNK_ROWS", chunk)
     torch.manual_seed(1)
-    counts = [(2, 2, 2), (3, 2, 4), (3, 2, 4)] if tiling_layout == "hierarchical" else [(3, 2, 4)] * 3
     tiling = Tiling(counts, tiling_layout, blending)
     mlp = TiledMLP(6, 9, 4, tiling)
     x = torch.rand(200, 3)
