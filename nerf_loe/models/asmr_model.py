@@ -73,7 +73,9 @@ class ASMRModelConfig(FieldModelConfig):
     asmr-nerf keeps low density (fog) along the rays, so the occupancy grid stays 40-50%
     occupied and steps slow down (lamppost, 400 steps: 48.6 samples shaded a ray against 13.3 with
     it). CPU, 300 s, one run each: lamppost 31.54 dB against 30.24, chess2 21.74 against 21.38,
-    woodbox 23.12 against 23.05 (results/asmr_{distortion_,}{lamppost,chess2,woodbox}_300s.md)."""
+    woodbox 23.12 against 23.05 (results/asmr_{distortion_,}{lamppost,chess2,woodbox}_300s.md);
+    on a faster VM lamppost 35.36 against 33.78 (4267 steps against 1912), while on chess2 the two
+    differ by about the runs' spread (results/asmr_lamppost_300s_{distortion,nodistortion}.md)."""
     dense_cells: int = 1 << 15
     """Levels with at most this many cells keep a complete activation table while rendering."""
     lazy_cells: int = 1 << 19
