@@ -27,8 +27,8 @@ def trainer_config(
     pixel_sampler: PixelSamplerConfig | None = None,
 ) -> TrainerConfig:
     """ns-train's config for ``model``: 1024 rays a batch on the CPU (4096 on CUDA), Adam at ``lr``
-    decaying to ``lr / 20`` over MAX_STEPS after a 100-step warm-up; nerfstudio-data and uniform
-    pixels unless given."""
+    (or the rate given on the command line) decaying to a 20th of it over MAX_STEPS after a 100-step
+    warm-up; nerfstudio-data and uniform pixels unless given."""
     return TrainerConfig(
         method_name=method_name,
         steps_per_eval_batch=500,
@@ -52,7 +52,7 @@ def trainer_config(
             "fields": {
                 "optimizer": AdamOptimizerConfig(lr=lr, eps=1e-15),
                 "scheduler": FloatExponentialDecaySchedulerConfig(
-                    lr_final=lr / 20, warmup_steps=100, max_steps=MAX_STEPS
+                    lr_final_ratio=1 / 20, warmup_steps=100, max_steps=MAX_STEPS
                 ),
             }
         },

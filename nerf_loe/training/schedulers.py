@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from nerfstudio.engine.schedulers import Scheduler, SchedulerConfig
 from torch.optim import Optimizer, lr_scheduler
 
+from nerf_loe.errors import ConfigError
+
 
 @dataclass
 class FloatExponentialDecaySchedulerConfig(SchedulerConfig):
@@ -20,7 +22,11 @@ class FloatExponentialDecaySchedulerConfig(SchedulerConfig):
 
     _target: type = field(default_factory=lambda: FloatExponentialDecayScheduler)
     lr_final: float | None = None
-    """Learning rate at ``max_steps``; None keeps ``lr_init``."""
+    """Learning rate at ``max_steps``; None keeps ``lr_init`` (or follows ``lr_final_ratio``)."""
+    lr_final_ratio: float | None = None
+    """Learning rate at ``max_steps`` as a fraction of the optimizer's rate; overrides ``lr_final``,
+    so a rate changed on the command line (``--optimizers.fields.optimizer.lr``) decays by the same
+    factor instead of towards a fixed end rate."""
     lr_pre_warmup: float = 1e-8
     """Learning rate at step 0 of the warm-up."""
     warmup_steps: int = 0
@@ -36,7 +42,10 @@ class FloatExponentialDecayScheduler(Scheduler):
 
     def get_scheduler(self, optimizer: Optimizer, lr_init: float) -> lr_scheduler.LRScheduler:
         cfg = self.config
-        lr_final = lr_init if cfg.lr_final is None else cfg.lr_final
+        ratio = cfg.lr_final_ratio
+        if ratio is not None and ratio <= 0:
+            raise ConfigError(f"scheduler lr_final_ratio must be > 0, got {ratio}")
+        lr_final = lr_init * ratio if ratio is not None else lr_init if cfg.lr_final is None else cfg.lr_final
 
         def factor(step: int) -> float:
             if step < cfg.warmup_steps:

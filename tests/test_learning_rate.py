@@ -1,0 +1,37 @@
+"""The methods' learning-rate schedule follows the rate a user sets on the command line."""
+
+import copy
+import math
+
+import pytest
+import torch
+from nerfstudio.engine.optimizers import Optimizers
+
+from nerf_loe.errors import ConfigError
+from nerf_loe.method_configs.common import MAX_STEPS
+from nerf_loe.method_configs.loe import loe_nerf
+from nerf_loe.training.schedulers import FloatExponentialDecaySchedulerConfig
+
+
+def test_a_rate_set_on_the_command_line_decays_to_a_twentieth_of_itself():
+    config = copy.deepcopy(loe_nerf.config)  # the registered spec stays as shipped
+    config.optimizers["fields"]["optimizer"].lr = 1e-3  # as --optimizers.fields.optimizer.lr 1e-3 does
+    param = torch.nn.Parameter(torch.zeros(2))
+    optimizers = Optimizers(config.optimizers, {"fields": [param]})  # nerfstudio's own set-up
+    factor = optimizers.schedulers["fields"].lr_lambdas[0]
+    warmup = 100
+    assert factor(MAX_STEPS) * 1e-3 == pytest.approx(5e-5)  # 1e-3 / 20, not the shipped rate's end
+    halfway = warmup + (MAX_STEPS - warmup) // 2
+    assert factor(halfway) == pytest.approx(1 / math.sqrt(20), rel=1e-3)  # log-linear: geometric mean
+    assert factor(warmup // 2) == pytest.approx(0.5, rel=1e-3)  # linear warm-up
+
+
+def test_a_ratio_overrides_a_fixed_end_rate_and_must_be_positive():
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.Adam([param], lr=2e-2)
+    cfg = FloatExponentialDecaySchedulerConfig(lr_final=1.0, lr_final_ratio=0.5, max_steps=10)
+    assert cfg.setup().get_scheduler(optimizer, lr_init=2e-2).lr_lambdas[0](10) == pytest.approx(0.5)
+    with pytest.raises(ConfigError, match="lr_final_ratio"):
+        FloatExponentialDecaySchedulerConfig(lr_final_ratio=0.0).setup().get_scheduler(
+            optimizer, lr_init=2e-2
+        )
