@@ -1,9 +1,10 @@
 """``loe-nerf`` and its equal-MAC baselines ``mlp-nerf`` and ``partition-nerf``.
 
-All three share the model, field and renderer; only the tiling differs, so MACs per sample are
-equal: LoE (hierarchical banks 2x2x2 then 4x4x4, each bank the shared matrix plus a residual),
+All three share the model, field and renderer and the tiling sets them apart, so MACs per sample
+are equal: LoE (hierarchical banks 2x2x2 then 4x4x4, each bank the shared matrix plus a residual),
 PE-MLP (one bank per layer) and Partition (a non-repeating 4x4x4 grid of regions, each owning a
-full small network).
+full small network). loe-nerf adds the residual banks' scale and penalty, and partition-nerf
+trains at the common default rate 2e-3 where the other two use 4e-3.
 """
 
 from __future__ import annotations

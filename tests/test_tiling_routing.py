@@ -1,7 +1,7 @@
 """Tiled-bank layers: exactness, index formula, routed vs naive reference, linear blending.
 
 Bank selection is checked against hand-computed values and against a slow per-sample, per-bank
-Python loop written from the LoE formulas (docs/methods.md section 1), never against the code's
+Python loop written from the LoE paper's formulas (Hao et al., SIGGRAPH Asia 2022), never against the code's
 own vectorised expressions.
 """
 

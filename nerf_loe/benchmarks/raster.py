@@ -52,7 +52,7 @@ class RasterArgs:
     steps: int = 1000
     lr: float = 1e-4
     """Adam's learning rate for both, the paper's. At 1e-3 ASMR diverged on astronaut after 650
-    steps (28.9 -> 10.1 dB): its digit modulators act at w0^2 scale, so a step of 1e-3 moves a
+    steps (28.9 -> about 10 dB): its digit modulators act at w0^2 scale, so a step of 1e-3 moves a
     phase by about 0.9 rad."""
     train_sharing: Sharing = "always"
     """ASMR's path in training: always (each coarse layer once per cell, exact, far fewer MACs) or

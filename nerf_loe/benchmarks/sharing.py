@@ -32,7 +32,8 @@ from nerf_loe.models.asmr_model import ASMRModelConfig
 
 RESULTS = Path(__file__).parent / "results"
 
-#: per depth (sine layers = levels + 1 for the remainder), bases whose product is 128 per axis
+#: per depth (linear layers: one per level after the first, one for the remainder, the output),
+#: bases whose product is 128 per axis
 BASES = {4: [4, 4, 8], 6: [2, 2, 4, 4, 2], 8: [2, 2, 2, 2, 2, 2, 2]}
 
 

@@ -47,7 +47,7 @@ from nerf_loe.errors import ConfigError, install_excepthook
 PROGRAM = "python -m nerf_loe.benchmarks.sparse_views"
 """How a user runs this benchmark (the command line in its results)."""
 
-#: FreeNeRF's frequency-release share of the run for 3, 6 and 9 views (methods.md §6)
+#: FreeNeRF's frequency-release share of the run for 3, 6 and 9 views (Yang et al., CVPR 2023)
 FREENERF_FRACTION = {3: 0.9, 6: 0.7, 9: 0.5}
 FREENERF_METHODS = ("loe-nerf", "mlp-nerf", "partition-nerf")
 

@@ -20,7 +20,8 @@ chunks of a 128 x 128 matrix for 20k samples, against 10 MB of activations), whi
 serve there (``benchmarks/results/routing_cpu.md``). Memory is O(samples x width) either way.
 
 The backward pass is written out (:class:`_RoutedMatmul`): both layouts are one-to-one maps of
-rows, so gradients move by ``index_copy``/``index_select`` (no scatter-add).
+rows, so activations and their gradients move by ``index_copy``/``index_select`` (no scatter-add;
+only the chunked layout's weight gradient sums its chunks per bank).
 
 A stack of routed layers need not return to sample order between layers: a layer takes its input
 in the previous layer's layout and leaves its output in its own (bias and activation act row by

@@ -24,8 +24,8 @@ class ASMRModelConfig(FieldModelConfig):
 
     _target: type = field(default_factory=lambda: ASMRModel)
     bases: tuple[str, ...] = ("2x2x2", "4x4x4", "4x4x4", "4x4x4")
-    """Per level, the digit base per axis (AxBxC). The first sine layer reads level 0; each later
-    level, then the position inside the finest cell, modulates one more: as many sine layers as
+    """Per level, the digit base per axis (AxBxC). The first hidden layer reads level 0; each later
+    level, then the position inside the finest cell, modulates one more: as many hidden layers as
     levels (here 4), then the output layer. Cells per axis at level l: the product of the bases up
     to l (here 2, 8, 32, 128)."""
     hidden_dim: int = 128

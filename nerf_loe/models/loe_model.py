@@ -41,7 +41,8 @@ class LoEModelConfig(FieldModelConfig):
     """With residual_banks: bank j's weight is shared + residual_scale * residual_j; under Adam this
     is the residuals' learning rate relative to the shared matrix's."""
     residual_penalty_mult: float = 0.0
-    """Weight of the mean squared bank residual in the loss (with residual_banks)."""
+    """Weight in the loss of the residuals' size (with residual_banks): the sum over tiled layers of
+    the mean squared stored residual ``R`` (the weight offset is ``residual_scale * R``)."""
     residual_release_step: int = 0
     """With residual_banks: the residuals are used and trained from this training step on; before
     it every layer is its shared matrix, a plain MLP at the MLP's speed (no routing). 0: from the
