@@ -7,11 +7,11 @@ from nerfstudio.configs.base_config import MachineConfig, ViewerConfig
 from nerfstudio.data.dataparsers.base_dataparser import DataParserConfig
 from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
 from nerfstudio.data.pixel_samplers import PixelSamplerConfig
-from nerfstudio.engine.optimizers import AdamOptimizerConfig
 from nerfstudio.engine.trainer import TrainerConfig
 
 from nerf_loe.data.datamanager import ValidatedDataManagerConfig
 from nerf_loe.models.field_model import FieldModelConfig
+from nerf_loe.training.optimizers import FusedAdamOptimizerConfig
 from nerf_loe.training.pipeline import TeachingPipelineConfig
 from nerf_loe.training.schedulers import FloatExponentialDecaySchedulerConfig
 
@@ -26,7 +26,7 @@ def trainer_config(
     dataparser: DataParserConfig | None = None,
     pixel_sampler: PixelSamplerConfig | None = None,
 ) -> TrainerConfig:
-    """ns-train's config for ``model``: 1024 rays a batch on the CPU (4096 on CUDA), Adam at ``lr``
+    """ns-train's config for ``model``: 1024 rays a batch on the CPU (4096 on CUDA), fused Adam at ``lr``
     (or the rate given on the command line) decaying to a 20th of it over MAX_STEPS after a 100-step
     warm-up; nerfstudio-data and uniform pixels unless given."""
     return TrainerConfig(
@@ -50,7 +50,7 @@ def trainer_config(
         ),
         optimizers={
             "fields": {
-                "optimizer": AdamOptimizerConfig(lr=lr, eps=1e-15),
+                "optimizer": FusedAdamOptimizerConfig(lr=lr, eps=1e-15),
                 "scheduler": FloatExponentialDecaySchedulerConfig(
                     lr_final_ratio=1 / 20, warmup_steps=100, max_steps=MAX_STEPS
                 ),

@@ -25,6 +25,7 @@ from nerf_loe.benchmarks.methods import (
     table,
     view_grid,
 )
+from nerf_loe.benchmarks.optimizer import field_parameters, time_steps
 from nerf_loe.components.tiling import Tiling
 from nerf_loe.errors import ConfigError
 from nerf_loe.fields.radiance_field import LoETrunk, RadianceField
@@ -441,3 +442,15 @@ def test_asmr_nerfs_executed_macs_count_the_colour_head_and_fall_below_the_direc
     result = run_method("asmr-nerf", tiny_scene, args)
     for executed in (result.render_macs_per_sample, result.curve[-1].shared_macs):
         assert per_sample < executed < result.macs_per_sample
+
+
+def test_optimizer_benchmark_times_every_implementation_on_the_methods_own_parameters():
+    loe, mlp = field_parameters("loe-nerf", "cpu"), field_parameters("mlp-nerf", "cpu")
+    # the MLP trunk by hand: 51 -> 128 -> 128 -> 128 -> 128 -> 16, weights and biases
+    mlp_trunk = 51 * 128 + 128 + 3 * (128 * 128 + 128) + 128 * 16 + 16
+    assert mlp_trunk < sum(p.numel() for p in mlp) < mlp_trunk + 5_000  # plus the colour head
+    # loe-nerf's tiled layers hold 8, 64, 64, 64 residual banks besides the shared matrices
+    banks = 8 * 51 * 128 + 64 * 3 * 128 * 128
+    assert sum(p.numel() for p in loe) - sum(p.numel() for p in mlp) == banks
+    times = time_steps(mlp, repeats=2, lr=1e-3)
+    assert set(times) == {"default", "foreach", "fused"} and all(t > 0 for t in times.values())
