@@ -290,6 +290,33 @@ def test_tables_follow_optimizer_steps_and_checkpoint_loads():
         assert (wide(x.double()) - wide.forward_direct(x.double())).abs().max() < 1e-12
 
 
+def test_asmr_nerf_drops_its_tables_after_each_fused_optimizer_step():
+    from nerfstudio.data.scene_box import SceneBox
+    from nerfstudio.engine.callbacks import TrainingCallbackAttributes, TrainingCallbackLocation
+    from nerfstudio.engine.optimizers import Optimizers
+
+    from nerf_loe.method_configs.asmr import asmr_nerf
+
+    torch.manual_seed(0)
+    box = SceneBox(aabb=torch.tensor([[-1.0] * 3, [1.0] * 3]))
+    model = asmr_nerf.config.pipeline.model.setup(scene_box=box, num_train_data=1, metadata={})
+    optimizers = Optimizers(asmr_nerf.config.optimizers, model.get_param_groups())
+    optimizers.optimizers["fields"].param_groups[0]["lr"] = 1e-2  # past the schedule's warm-up
+    assert optimizers.optimizers["fields"].defaults["fused"] is True
+    callbacks = model.get_training_callbacks(TrainingCallbackAttributes(optimizers, None, None, None))
+    trunk, x = model.field.trunk, torch.rand(2000, 3)
+    with torch.no_grad():
+        trunk(x)  # tables built, as the grid's density queries build them
+    trunk(x).square().mean().backward()
+    optimizers.optimizer_step_all()
+    with torch.no_grad():
+        stale, direct = trunk(x), trunk.forward_direct(x)
+        assert (stale - direct).abs().max() > 1e-4  # the fused step left the version counters alone
+        for callback in callbacks:
+            callback.run_callback_at_location(0, TrainingCallbackLocation.AFTER_TRAIN_ITERATION)
+        assert (trunk(x) - direct).abs().max() < 1e-5
+
+
 @pytest.mark.parametrize(
     ("backbone", "modulator", "fine_dim"),
     [

@@ -61,3 +61,20 @@ def test_the_methods_step_with_fused_adam_and_its_update_is_torchs_reference_ada
     for a, b in zip(ours, reference, strict=True):
         assert (a - b).abs().max().item() < 1e-6
         assert (a - b).abs().max().item() < 1e-3 * (b.detach() - b.detach().mean()).abs().mean().item()
+
+
+def test_a_resumed_run_keeps_the_configured_implementation():
+    param = torch.nn.Parameter(torch.zeros(3))
+    param.grad = torch.ones(3)
+    saved = torch.optim.Adam([param], lr=1e-3)  # a checkpoint of torch's default implementation
+    saved.step()
+    config = copy.deepcopy(loe_nerf.config.optimizers["fields"]["optimizer"])
+    resumed = config.setup([param])
+    resumed.load_state_dict(saved.state_dict())
+    assert resumed.param_groups[0]["fused"] is True
+    resumed.step()  # the loaded step count serves the fused kernel
+    assert resumed.state[param]["step"].item() == 2
+    config.fused = False  # the other way round: --optimizers.fields.optimizer.fused False on resume
+    unfused = config.setup([param])
+    unfused.load_state_dict(resumed.state_dict())
+    assert not unfused.param_groups[0]["fused"]

@@ -26,9 +26,13 @@ from nerf_loe.method_configs.asmr import asmr_nerf
 from nerf_loe.method_configs.loe import loe_nerf, mlp_nerf, partition_nerf
 
 METHODS = {spec.config.method_name: spec for spec in (loe_nerf, mlp_nerf, partition_nerf, asmr_nerf)}
-IMPLEMENTATIONS = {"default": {"fused": False}, "foreach": {"foreach": True}, "fused": {"fused": True}}
-"""torch.optim.Adam's implementations: its default on the CPU (a loop of per-tensor operations),
-the multi-tensor one, and the fused kernel the methods use."""
+IMPLEMENTATIONS = {
+    "default": {"foreach": False, "fused": False},
+    "foreach": {"foreach": True},
+    "fused": {"fused": True},
+}
+"""torch.optim.Adam's implementations: the single-tensor loop (torch's default on the CPU), the
+multi-tensor one (its default on CUDA), and the fused kernel the methods use."""
 
 
 @dataclass

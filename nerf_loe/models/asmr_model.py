@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes, TrainingCallbackLocation
 from nerfstudio.viewer.viewer_elements import ViewerCheckbox
 from torch import nn
 
@@ -132,6 +133,22 @@ class ASMRModel(FieldModel):
             cb_hook=lambda box: self.set_sharing(bool(box.value)),
             hint="On: each layer once per cell when rendering; off: every layer per sample (same picture)",
         )
+
+    def get_training_callbacks(
+        self, training_callback_attributes: TrainingCallbackAttributes
+    ) -> list[TrainingCallback]:
+        """The shared model's callbacks, and after every training iteration (its optimizer step) a
+        drop of the trunk's inference tables: torch's fused Adam, the methods' optimizer, writes
+        the parameters without the version counters the tables are otherwise checked against, and
+        the grid's density queries, evaluation and the viewer would read stale rows."""
+
+        def drop_tables(step: int) -> None:
+            self.field.trunk.invalidate_tables()
+
+        return [
+            *super().get_training_callbacks(training_callback_attributes),
+            TrainingCallback([TrainingCallbackLocation.AFTER_TRAIN_ITERATION], drop_tables),
+        ]
 
     def set_sharing(self, on: bool) -> None:
         """Render with the shared path (the configured mode, or ``inference`` if that is ``never``)
