@@ -122,7 +122,7 @@ def test_viewer_renders_offers_our_outputs_switches_to_the_bank_map_and_shows_th
         time.sleep(3.0)
         bank_map = _canvas(page)
         page.get_by_label("Show occupancy grid").check()
-        grid = _wait_for_change(page, bank_map, timeout=60)
+        grid = _wait_for_change(page, bank_map, timeout=180)
         page.screenshot(path=str(ARTIFACTS / "viewer_occupancy_grid.png"))
         browser.close()
     assert np.abs(grid - bank_map).mean() > 2.0, "showing the occupancy grid did not change the picture"
