@@ -42,10 +42,12 @@ class FloatExponentialDecayScheduler(Scheduler):
 
     def get_scheduler(self, optimizer: Optimizer, lr_init: float) -> lr_scheduler.LRScheduler:
         cfg = self.config
-        ratio = cfg.lr_final_ratio
-        if ratio is not None and ratio <= 0:
-            raise ConfigError(f"scheduler lr_final_ratio must be > 0, got {ratio}")
-        lr_final = lr_init * ratio if ratio is not None else lr_init if cfg.lr_final is None else cfg.lr_final
+        if cfg.lr_final_ratio is not None:
+            if cfg.lr_final_ratio <= 0:
+                raise ConfigError(f"scheduler lr_final_ratio must be > 0, got {cfg.lr_final_ratio}")
+            lr_final = lr_init * cfg.lr_final_ratio
+        else:
+            lr_final = lr_init if cfg.lr_final is None else cfg.lr_final
 
         def factor(step: int) -> float:
             if step < cfg.warmup_steps:
