@@ -436,6 +436,13 @@ def test_residual_scale_multiplies_the_residual_a_sample_sees():
     out = routed_linear(x, layer.bank_weights(), torch.tensor([2])) + layer.bias
     by_hand = x[0] @ layer.shared.T + torch.tensor([0.1 * 1.0, 0.1 * 15.0], dtype=torch.float64) + layer.bias
     torch.testing.assert_close(out[0], by_hand)
+    # gradients: d(g . out)/dS = g x^T, d/dR[2] = s g x^T, other banks' residuals untouched
+    g = torch.tensor([2.0, -1.0], dtype=torch.float64)
+    (out[0] @ g).backward()
+    outer = torch.tensor([[2.0, 4.0, 6.0], [-1.0, -2.0, -3.0]], dtype=torch.float64)
+    torch.testing.assert_close(layer.shared.grad, outer)
+    torch.testing.assert_close(layer.weight.grad[2], 0.1 * outer)
+    assert not layer.weight.grad[[0, 1, 3]].any()
 
 
 @pytest.mark.parametrize("blending", ["nearest", "linear"])
