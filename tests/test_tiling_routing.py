@@ -490,6 +490,29 @@ def test_routed_matches_naive_per_sample_reference(
         torch.testing.assert_close(g, g_ref, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.cuda
+def test_trunk_on_cuda_matches_the_cpu():
+    """The CUDA path (chunked layout, the tiling's constants copied to the device once) gives the
+    CPU's outputs and gradients (slices); its CPU twin is the layout test above."""
+    torch.manual_seed(4)
+    trunk = TiledMLP(
+        6, 16, 4, Tiling([(2, 2, 2), (4, 4, 4), (4, 4, 4)]), residual_banks=True, residual_scale=0.1
+    )
+    for layer in trunk.layers:
+        nn.init.normal_(layer.weight)  # residuals away from zero, so every bank differs
+    x, features = torch.rand(3000, 3), torch.randn(3000, 6)
+    results = []
+    for device in ("cpu", "cuda", "cuda"):  # twice on CUDA: the second call reuses the cached constants
+        model = trunk.to(device)
+        model.zero_grad()
+        out = model(features.to(device), x.to(device))
+        out.square().sum().backward()
+        results.append([out.cpu(), *(p.grad.cpu() for p in model.parameters())])
+    for got in results[1:]:
+        for g, ref in zip(got, results[0], strict=True):
+            torch.testing.assert_close(g, ref, rtol=1e-4, atol=1e-4)
+
+
 # --- configuration errors --------------------------------------------------------------------
 
 

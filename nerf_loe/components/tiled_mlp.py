@@ -50,7 +50,7 @@ class TiledMLP(nn.Module):
     def forward(self, features: Float[Tensor, "n f"], x: Float[Tensor, "n d"]) -> Float[Tensor, "n o"]:
         """``features``: encoded input; ``x``: unit-box positions that pick the banks."""
         h = features
-        if not bool(self.released) and self.layers[0].shared is not None:
+        if self.layers[0].shared is not None and not bool(self.released):  # (reading it syncs CUDA)
             for layer in self.layers:
                 h = self.activation(nn.functional.linear(h, layer.shared, layer.bias))
             return self.output(h)
