@@ -45,6 +45,30 @@ def test_numpy_learning_rates_of_builtin_methods_load_after_install(tmp_path):
     assert loaded["optimizers"]["fields"]["param_groups"][0]["lr"] == 0.01
 
 
+@pytest.mark.parametrize("numpy_module", ["numpy.core.multiarray", "numpy._core.multiarray"])
+def test_numpy_learning_rates_load_whichever_numpy_wrote_them(tmp_path, numpy_module):
+    # numpy < 2 pickles a float64 through numpy.core.multiarray.scalar, numpy 2 through
+    # numpy._core.multiarray.scalar: the checkpoint is rewritten to name the one under test
+    import zipfile
+
+    source = tmp_path / "written.ckpt"
+    torch.save({"lr": np.float64(0.01)}, source)
+    path = tmp_path / "renamed.ckpt"
+    with zipfile.ZipFile(source) as zin, zipfile.ZipFile(path, "w") as zout:
+        for item in zin.infolist():
+            data = zin.read(item)
+            if item.filename.endswith("data.pkl"):
+                data = data.replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
+                assert b"numpy.core.multiarray\nscalar" in data
+                data = data.replace(b"numpy.core.multiarray", numpy_module.encode())
+            zout.writestr(item, data)
+    torch.serialization.clear_safe_globals()
+    with pytest.raises(Exception, match="scalar"):
+        torch.load(path, weights_only=True)
+    install()
+    assert torch.load(path, weights_only=True)["lr"] == 0.01
+
+
 def test_lpips_offline_warns_once_and_returns_nan(monkeypatch, tmp_path):
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))  # an empty hub cache
     monkeypatch.setattr(lpips_module, "_warned", False)

@@ -12,8 +12,17 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-#: The globals a pickled numpy float64 scalar refers to.
-NUMPY_SCALAR_GLOBALS: list = [np.core.multiarray.scalar, np.dtype, type(np.dtype(np.float64))]
+_scalar = np.float64(0).__reduce__()[0]  # numpy's scalar rebuilder, not through numpy 2's deprecated np.core
+
+#: The globals a pickled numpy float64 scalar refers to; the rebuilder under both of its names
+#: (numpy < 2 pickles it as ``numpy.core.multiarray.scalar``, numpy 2 as ``numpy._core...``), so
+#: a checkpoint loads whichever numpy wrote it.
+NUMPY_SCALAR_GLOBALS: list = [
+    (_scalar, "numpy.core.multiarray.scalar"),
+    (_scalar, "numpy._core.multiarray.scalar"),
+    np.dtype,
+    type(np.dtype(np.float64)),
+]
 
 
 def allow_nerfstudio_checkpoint_globals() -> None:
