@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from nerf_loe.benchmarks import methods, timing
-from nerf_loe.components import asmr, dictionary, frequency_mask, gating
+from nerf_loe.components import asmr, constants, dictionary, frequency_mask, gating
 from nerf_loe.data import teaching_selection
 from nerf_loe.inspection import grid_view, mesh, orbit, region_map
 from nerf_loe.rendering import marching, volume_rendering
@@ -22,6 +22,7 @@ from nerf_loe.training import teaching_schedule
         timing,
         methods,
         asmr,
+        constants,
         teaching_schedule,
         teaching_selection,
         region_map,

@@ -513,6 +513,18 @@ def test_trunk_on_cuda_matches_the_cpu():
             torch.testing.assert_close(g, ref, rtol=1e-4, atol=1e-4)
 
 
+def test_tiling_constants_first_made_in_inference_mode_serve_autograd_later():
+    # the tiling's device constants are built once and reused: the first call may come from a
+    # render under inference mode, a later one from training, where autograd saves the scale
+    tiling = Tiling([(13,)], blending="linear")  # a count no other test uses: the cache starts cold
+    x = torch.tensor([0.3, 0.7], dtype=torch.float64)[:, None]
+    with torch.inference_mode():
+        tiling.select(x, 0)
+    x.requires_grad_()
+    tiling.select(x, 0).weight[1].sum().backward()  # the upper tent weight is frac(13 x - 1/2)
+    torch.testing.assert_close(x.grad, torch.full_like(x, 13.0))
+
+
 # --- configuration errors --------------------------------------------------------------------
 
 

@@ -64,6 +64,7 @@ from jaxtyping import Float, Int
 from nerfstudio.field_components.encodings import NeRFEncoding
 from torch import Tensor, nn
 
+from nerf_loe.components.constants import device_constant
 from nerf_loe.components.siren import Siren, siren_init_
 from nerf_loe.components.tiling import Tiling, flatten_index
 from nerf_loe.errors import ConfigError
@@ -294,16 +295,16 @@ class ASMR(nn.Module):
         """The backbone's input for level cells (per-axis indices at ``level``): the level's
         normalised digit (siren), or the encoded cell centre (relu)."""
         if self.backbone == "relu":
-            counts = torch.tensor(self._counts(level), device=cells.device, dtype=dtype)
+            counts = device_constant(self._counts(level), cells.device, dtype)
             return self.encodings[level]((cells.to(dtype) + 0.5) / counts)
-        base = torch.tensor(self.tiling.bank_counts[level], device=cells.device)
+        base = device_constant(self.tiling.bank_counts[level], cells.device)
         return self._normalised(cells % base, level, dtype)
 
     def _normalised(self, digits: Int[Tensor, "n d"], level: int, dtype: torch.dtype) -> Tensor:
         """``digit``: d / (B - 1) in [0, 1]; ``place``: the digit's place value d / C_l."""
         if self.digits == "place":
-            return digits.to(dtype) / torch.tensor(self._counts(level), device=digits.device, dtype=dtype)
-        base = torch.tensor(self.tiling.bank_counts[level], device=digits.device)
+            return digits.to(dtype) / device_constant(self._counts(level), digits.device, dtype)
+        base = device_constant(self.tiling.bank_counts[level], digits.device)
         return digits.to(dtype) / (base - 1).clamp(min=1).to(dtype)
 
     def level_inputs(self, x: Float[Tensor, "n d"]) -> list[Float[Tensor, "n d"]]:
@@ -315,8 +316,8 @@ class ASMR(nn.Module):
         cells = torch.floor(scaled).long()
         inputs = []
         for level in range(self.num_levels):
-            coarser = torch.tensor(self._counts(finest), device=x.device) // torch.tensor(
-                self._counts(level), device=x.device
+            coarser = device_constant(self._counts(finest), x.device) // device_constant(
+                self._counts(level), x.device
             )
             inputs.append(self._cell_input(cells // coarser, level, x.dtype))
         if self.remainder:
@@ -331,7 +332,7 @@ class ASMR(nn.Module):
         dtype = x.dtype
         fraction = scaled - cells
         if self.digits == "place":
-            fraction = fraction / torch.tensor(self._counts(self.num_levels - 1), device=scaled.device)
+            fraction = fraction / device_constant(self._counts(self.num_levels - 1), scaled.device)
         return fraction.to(dtype)
 
     # --- the two paths -----------------------------------------------------------------------
@@ -383,7 +384,7 @@ class ASMR(nn.Module):
         bases = self.tiling.bank_counts[level]
         if level == 0:
             return self._cell_input(per_axis, 0, dtype)
-        base = torch.tensor(bases, device=cells.device)
+        base = device_constant(tuple(bases), cells.device)
         parents, inverse = torch.unique(
             flatten_index(per_axis // base, self._counts(level - 1)), return_inverse=True
         )

@@ -32,13 +32,14 @@ then make one gather per layer instead of two.
 
 from __future__ import annotations
 
-import functools
 from typing import Literal
 
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 from torch.autograd.function import FunctionCtx, once_differentiable
+
+from nerf_loe.components.constants import device_constant
 
 Layout = Literal["auto", "slices", "chunks"]
 
@@ -57,13 +58,6 @@ large ones 128-256 rows, whose weight copies are few."""
 
 CHUNK_ROWS: int | None = None
 """A fixed chunk size for every chunked layout (benchmarks set it); None chooses per layout."""
-
-
-@functools.cache
-def _on_device(values: tuple[int, ...], device: torch.device) -> Tensor:
-    """A constant tensor copied to ``device`` once (a copy from pageable host memory waits for the
-    GPU's queue)."""
-    return torch.tensor(values, device=device)
 
 
 class Routes:
@@ -118,7 +112,7 @@ class Routes:
         self, bank_index: Int[Tensor, " n"], counts: Int[Tensor, " banks"], chunk: int | None
     ) -> None:
         num_banks = counts.shape[0]
-        choices = _on_device(CHUNK_CHOICES if chunk is None else (chunk,), counts.device)
+        choices = device_constant(CHUNK_CHOICES if chunk is None else (chunk,), counts.device)
         chunks_per_choice = ((counts[None] + choices[:, None] - 1) // choices[:, None]).sum(1)
         cost = chunks_per_choice * (choices + CHUNK_COST_ROWS)
         best = cost.argmin()

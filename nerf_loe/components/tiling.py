@@ -25,6 +25,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from nerf_loe.components.constants import device_constant
 from nerf_loe.errors import ConfigError
 
 TilingLayout = Literal["hierarchical", "interleaved", "partition"]
@@ -104,18 +105,7 @@ class Tiling:
             self.scales = [self.scales[-1]] * len(self.scales)
         elif layout == "partition":
             self.scales = [torch.tensor(c, dtype=torch.float64) for c in self.bank_counts]
-        self._on_device: dict[torch.device, list[tuple[Tensor, Tensor]]] = {}
-
-    def _constants(self, layer: int, device: torch.device) -> tuple[Tensor, Tensor]:
-        """``layer``'s scale ``C_l`` (float64) and bank counts ``B_l`` on ``device``, copied there
-        once: a host-to-device copy from pageable memory waits for the GPU's queue, so one per call
-        and layer would stall every trunk evaluation."""
-        if device not in self._on_device:
-            self._on_device[device] = [
-                (scale.to(device), torch.tensor(counts, device=device))
-                for scale, counts in zip(self.scales, self.bank_counts, strict=True)
-            ]
-        return self._on_device[device][layer]
+        self._scale_values = [tuple(scale.tolist()) for scale in self.scales]
 
     @property
     def num_layers(self) -> int:
@@ -130,7 +120,8 @@ class Tiling:
         if x.shape[-1] != self.dim:
             raise ConfigError(f"tiling is {self.dim}-D but positions have {x.shape[-1]} coordinates")
         # clamped in float64: in half precision 1 - EPS rounds to 1, whose cell is out of range
-        return x.double().clamp(0.0, 1.0 - EPS) * self._constants(layer, x.device)[0]
+        scale = device_constant(self._scale_values[layer], x.device, torch.float64)
+        return x.double().clamp(0.0, 1.0 - EPS) * scale
 
     def cells(self, x: Float[Tensor, "n d"], layer: int) -> Int[Tensor, "n d"]:
         """Per-axis index of ``layer``'s cell holding each position, ``floor(x * C_l)``. Hierarchical:
@@ -154,7 +145,7 @@ class Tiling:
     def select(self, x: Float[Tensor, "n d"], layer: int) -> BankSelection:
         """Banks (and blend weights) of ``layer`` for unit-box positions ``x``."""
         counts = self.bank_counts[layer]
-        n_axis = self._constants(layer, x.device)[1]
+        n_axis = device_constant(counts, x.device)
         q = self.scaled(x, layer)
         if self.blending == "nearest":
             cell = torch.floor(q).long()
@@ -167,7 +158,7 @@ class Tiling:
         frac = (shifted - base).to(x.dtype)
         indices, weights = [], []
         for corner in itertools.product((0, 1), repeat=self.dim):
-            offset = torch.tensor(corner, device=x.device)
+            offset = device_constant(corner, x.device)
             neighbour = base + offset
             if self.layout == "partition":
                 neighbour = neighbour.clamp(min=torch.zeros_like(n_axis), max=n_axis - 1)
