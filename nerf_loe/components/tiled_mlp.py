@@ -57,7 +57,7 @@ class TiledMLP(nn.Module):
         shared: dict[tuple, tuple] = {}
         layout: Routes | None = None  # the layout h is in (None: sample order)
         for i, layer in enumerate(self.layers):
-            key = (self.tiling.bank_counts[i], tuple(self.tiling.scales[i].tolist()))
+            key = (self.tiling.bank_counts[i], self.tiling.scale_values[i])
             if key not in shared:  # layers with the same tiling share one sort (e.g. partitions)
                 selection = self.tiling.select(x, i)
                 routes = [Routes(index, layer.num_banks) for index in selection.index]

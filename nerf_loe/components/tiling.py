@@ -105,7 +105,8 @@ class Tiling:
             self.scales = [self.scales[-1]] * len(self.scales)
         elif layout == "partition":
             self.scales = [torch.tensor(c, dtype=torch.float64) for c in self.bank_counts]
-        self._scale_values = [tuple(scale.tolist()) for scale in self.scales]
+        self.scale_values = [tuple(scale.tolist()) for scale in self.scales]
+        """The scales as Python numbers: keys, and the source of their device copies."""
 
     @property
     def num_layers(self) -> int:
@@ -120,7 +121,7 @@ class Tiling:
         if x.shape[-1] != self.dim:
             raise ConfigError(f"tiling is {self.dim}-D but positions have {x.shape[-1]} coordinates")
         # clamped in float64: in half precision 1 - EPS rounds to 1, whose cell is out of range
-        scale = device_constant(self._scale_values[layer], x.device, torch.float64)
+        scale = device_constant(self.scale_values[layer], x.device, torch.float64)
         return x.double().clamp(0.0, 1.0 - EPS) * scale
 
     def cells(self, x: Float[Tensor, "n d"], layer: int) -> Int[Tensor, "n d"]:
