@@ -198,7 +198,7 @@ class ASMR(nn.Module):
             raise ConfigError(f"ASMR dense_cells, lazy_cells must be >= 0 (got {dense_cells}, {lazy_cells})")
         self.tiling = Tiling(bases, "hierarchical")
         self.in_dim, self.out_dim, self.w0 = self.tiling.dim, out_dim, w0
-        self._level_counts = [tuple(int(c) for c in scale.tolist()) for scale in self.tiling.scales]
+        self._level_counts = [tuple(int(c) for c in values) for values in self.tiling.scale_values]
         self.remainder = remainder
         if digits not in ("digit", "place"):
             raise ConfigError(f"ASMR digits {digits!r}: choose digit or place")

@@ -140,7 +140,7 @@ class Tiling:
 
     def cell_index(self, x: Float[Tensor, "n d"], layer: int) -> Int[Tensor, " n"]:
         """Flat (row-major) index of ``layer``'s cell holding each position."""
-        counts = tuple(int(c) for c in self.scales[layer].tolist())
+        counts = tuple(int(c) for c in self.scale_values[layer])
         return flatten_index(self.cells(x, layer), counts)
 
     def select(self, x: Float[Tensor, "n d"], layer: int) -> BankSelection:
