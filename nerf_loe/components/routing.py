@@ -6,7 +6,8 @@ matrix is applied to its rows in one of two layouts, with identical results:
 
 - ``slices`` (the CPU's): the sorted rows, each bank's a contiguous slice, one matmul per used bank
   written straight into the output (and, backwards, into that bank's weight gradient). No padding
-  and no weight copies; a Python loop over banks, which costs a few microseconds a bank on the CPU.
+  and no weight copies; a Python loop over banks, which costs a few microseconds a bank on the CPU
+  (every bank's views are taken in one ``split``/``unbind`` call, not indexed one by one).
 - ``chunks`` (CUDA's): each bank's rows fill ``ceil(count / chunk)`` chunks of ``chunk`` rows (the
   last one zero-padded), so a single batched matmul applies each chunk's bank matrix to it and the
   kernel count per layer is constant, whatever the number of banks: a loop of one matmul per bank
@@ -99,9 +100,10 @@ class Routes:
         """The only bank used (also when no samples): then a plain matmul serves."""
         if self.single_bank is not None:
             return
-        ends = torch.tensor(host).cumsum(0).tolist()
-        self.bounds = [(b, ends[b] - host[b], ends[b]) for b in used]
-        """(bank, first row, end row) of every used bank in the sorted layout."""
+        self.used = used
+        """The banks with samples, in the sorted layout's order."""
+        self.sizes = [host[b] for b in used]
+        """Each used bank's number of rows in the sorted layout (they sum to the samples)."""
         self.order = torch.argsort(bank_index, stable=True)
         """The samples in sorted order: the sorted layout's rows."""
         self.slot = torch.empty_like(self.order)
@@ -175,9 +177,10 @@ class Routes:
             banks = weight.index_select(0, self.chunk_bank)
             return torch.bmm(rows, banks.transpose(1, 2) if transpose else banks)
         out = rows.new_empty(rows.shape[0], weight.shape[1] if transpose else weight.shape[2])
-        for bank, start, end in self.bounds:
-            w = weight[bank]
-            torch.mm(rows[start:end], w.T if transpose else w, out=out[start:end])
+        # every view taken in one call (split, unbind): per-bank indexing cost more than small mms
+        banks = (weight.transpose(1, 2) if transpose else weight).unbind(0)
+        for bank, x, y in zip(self.used, rows.split(self.sizes), out.split(self.sizes), strict=True):
+            torch.mm(x, banks[bank], out=y)
         return out
 
     def weight_grad(self, grad_rows: Tensor, x_rows: Tensor, weight: Tensor) -> Tensor:
@@ -186,8 +189,10 @@ class Routes:
         if self.layout == "chunks":
             per_chunk = torch.bmm(grad_rows.transpose(1, 2), x_rows)
             return grad_weight.index_add_(0, self.chunk_bank, per_chunk)
-        for bank, start, end in self.bounds:
-            torch.mm(grad_rows[start:end].T, x_rows[start:end], out=grad_weight[bank])
+        grads = grad_weight.unbind(0)
+        pairs = zip(self.used, grad_rows.T.split(self.sizes, 1), x_rows.split(self.sizes), strict=True)
+        for bank, g_t, x in pairs:
+            torch.mm(g_t, x, out=grads[bank])
         return grad_weight
 
 
