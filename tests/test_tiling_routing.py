@@ -445,6 +445,34 @@ def test_residual_scale_multiplies_the_residual_a_sample_sees():
     assert not layer.weight.grad[[0, 1, 3]].any()
 
 
+def test_fixed_weights_form_the_banks_once_for_passes_without_gradients():
+    # Within the scope a no-grad pass reuses the bank sums formed by the first one: a residual
+    # changed in place afterwards is seen only by passes with gradients, and again after the scope.
+    torch.manual_seed(0)
+    mlp = TiledMLP(5, 8, 2, Tiling([(2, 2, 2), (2, 2, 2)]), residual_banks=True, residual_scale=0.5).double()
+    x, features = torch.rand(200, 3, dtype=torch.float64), torch.randn(200, 5, dtype=torch.float64)
+    with torch.no_grad():
+        for layer in mlp.layers:
+            layer.weight.normal_()
+        before = mlp(features, x)
+    with mlp.fixed_weights():
+        with torch.no_grad():
+            assert torch.equal(mlp(features, x), before)
+            mlp.layers[1].weight[3] += 1.0
+        with mlp.fixed_weights(), torch.no_grad():  # nested: still the outer scope's weights
+            assert torch.equal(mlp(features, x), before)
+        with torch.no_grad():
+            assert torch.equal(mlp(features, x), before)
+        with_grad = mlp(features, x)
+    with torch.no_grad():
+        after = mlp(features, x)
+    assert not torch.allclose(after, before)
+    torch.testing.assert_close(with_grad, after, rtol=0, atol=0)
+    with_grad.sum().backward()  # the grad pass inside built its graph from the live parameters
+    assert mlp.layers[1].weight.grad.abs().sum() > 0
+    assert all(not layer.reuse and layer._formed is None for layer in mlp.layers)
+
+
 @pytest.mark.parametrize("blending", ["nearest", "linear"])
 @pytest.mark.parametrize(("layout", "chunk"), [("slices", None), ("chunks", 4), ("chunks", None)])
 @pytest.mark.parametrize(

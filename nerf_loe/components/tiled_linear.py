@@ -44,6 +44,10 @@ class TiledLinear(nn.Module):
         """The banks (independent), or the per-bank residuals ``R`` (residual)."""
         self.shared = nn.Parameter(torch.empty(out_features, in_features)) if residual else None
         self.bias = nn.Parameter(torch.empty(out_features))
+        self.reuse = False
+        """Form the bank weights once and reuse them in passes without gradients (set by
+        :meth:`TiledMLP.fixed_weights <nerf_loe.components.tiled_mlp.TiledMLP.fixed_weights>`)."""
+        self._formed: Tensor | None = None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -61,8 +65,16 @@ class TiledLinear(nn.Module):
         """The weight matrix of every bank."""
         if self.shared is None:
             return self.weight
-        # one fused kernel (S + s R), not a scaled copy of R then a sum: half the memory traffic
-        return torch.add(self.shared, self.weight, alpha=self.residual_scale)
+        if not self.reuse or torch.is_grad_enabled():
+            # one fused kernel (S + s R), not a scaled copy of R then a sum: half the memory traffic
+            return torch.add(self.shared, self.weight, alpha=self.residual_scale)
+        if self._formed is None:
+            self._formed = torch.add(self.shared, self.weight, alpha=self.residual_scale)
+        return self._formed
+
+    def release_formed(self) -> None:
+        """Stop reusing bank weights and drop the ones formed."""
+        self.reuse, self._formed = False, None
 
     def residual_penalty(self) -> Tensor:
         """Mean squared residual (zero for independent banks)."""

@@ -8,6 +8,8 @@ is a plain MLP with the same MACs (the PE-MLP baseline).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Literal
 
 import torch
@@ -69,6 +71,23 @@ class TiledMLP(nn.Module):
             h = self.activation(layer(h, selection, routes, layout, target))
             layout = target
         return self.output(h)
+
+    @contextmanager
+    def fixed_weights(self) -> Iterator[None]:
+        """Within, passes without gradients form each layer's bank weights once and reuse them
+        (residual banks otherwise form ``S + s R`` every pass: a few small passes, as the
+        early-stopping pre-pass's windows, paid it each time); passes with gradients are unchanged.
+        Parameters must not change within. Nested scopes share the outermost one's weights."""
+        if any(layer.reuse for layer in self.layers):
+            yield
+            return
+        for layer in self.layers:
+            layer.reuse = True
+        try:
+            yield
+        finally:
+            for layer in self.layers:
+                layer.release_formed()
 
     def residual_penalty(self) -> Tensor:
         """Sum over tiled layers of the mean squared bank residual (zero for independent banks)."""

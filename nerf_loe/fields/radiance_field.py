@@ -9,6 +9,7 @@ compare on their trunks alone.
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from typing import Literal
 
 import torch
@@ -83,6 +84,10 @@ class LoETrunk(nn.Module):
 
     def macs_per_sample(self) -> int:
         return self.mlp.macs_per_sample()
+
+    def fixed_weights(self) -> AbstractContextManager[None]:
+        """See :meth:`TiledMLP.fixed_weights`."""
+        return self.mlp.fixed_weights()
 
     #: what the region map shows: the expert (bank) a position uses in a layer
     region_name = "bank"
@@ -179,6 +184,13 @@ class RadianceField(Field):
     ) -> Float[Tensor, "n 3"]:
         """Colour seen along ``directions`` at world ``positions`` (e.g. a learned background)."""
         return self._colors(self.trunk_outputs(positions)[1], directions)
+
+    def fixed_weights(self) -> AbstractContextManager[None]:
+        """A scope in which passes without gradients may reuse weights the trunk forms from its
+        parameters (LoE's residual bank sums, see :meth:`TiledMLP.fixed_weights`); parameters must
+        not change within. Nothing for trunks that form none."""
+        scope = getattr(self.trunk, "fixed_weights", None)
+        return scope() if scope is not None else nullcontext()
 
     def region_ids_at(self, positions: Float[Tensor, "n 3"], level: int) -> Int[Tensor, " n"] | None:
         """The trunk's region (bank, cell) of ``level`` at world positions, if it has regions."""

@@ -182,7 +182,8 @@ class FieldModel(Model):
         self, training_callback_attributes: TrainingCallbackAttributes
     ) -> list[TrainingCallback]:
         def before_step(step: int) -> None:
-            self.marcher.update_grid(step, self.field.density_at)
+            with self.field.fixed_weights():
+                self.marcher.update_grid(step, self.field.density_at)
             self.refresh_grid_view(step)
 
         return [TrainingCallback([TrainingCallbackLocation.BEFORE_TRAIN_ITERATION], before_step)]
@@ -274,34 +275,35 @@ class FieldModel(Model):
     ) -> dict[str, Tensor]:
         """Render rays through ``marcher``'s grid with the field: per-ray outputs (and the occlusion
         term in training, the region map when rendering)."""
-        samples = marcher.sample(rays_o, rays_d, self.field.density_at)
-        idx = samples.ray_indices
-        pixel_area = pixel_area[idx]
-        ray_samples = RaySamples(
-            frustums=Frustums(
-                origins=rays_o[idx],
-                directions=rays_d[idx],
-                starts=samples.t_starts[:, None],
-                ends=samples.t_ends[:, None],
-                pixel_area=pixel_area,
+        with self.field.fixed_weights():  # the pre-pass's windows (and rendering) form them once
+            samples = marcher.sample(rays_o, rays_d, self.field.density_at)
+            idx = samples.ray_indices
+            pixel_area = pixel_area[idx]
+            ray_samples = RaySamples(
+                frustums=Frustums(
+                    origins=rays_o[idx],
+                    directions=rays_d[idx],
+                    starts=samples.t_starts[:, None],
+                    ends=samples.t_ends[:, None],
+                    pixel_area=pixel_area,
+                )
             )
-        )
-        field_outputs = self.field(ray_samples)
-        outputs = marcher.render(
-            samples,
-            field_outputs[FieldHeadNames.DENSITY][:, 0],
-            field_outputs[FieldHeadNames.RGB],
-            self.background(rays_o, rays_d, idx, field_outputs[FieldHeadNames.RGB], marcher),
-            with_distortion=self.training
-            and self.config.distortion_loss_mult > 0
-            and not bool(self.alpha_data),
-        )
-        if self.training and self.config.occlusion_reg_mult > 0:
-            density = field_outputs[FieldHeadNames.DENSITY]
-            outputs["occlusion"] = self._near_density(rays_o, rays_d, samples, density, marcher)
-        if not self.training and not torch.is_grad_enabled():
-            outputs.update(self._region_map(rays_o, rays_d, outputs))
-        return outputs
+            field_outputs = self.field(ray_samples)
+            outputs = marcher.render(
+                samples,
+                field_outputs[FieldHeadNames.DENSITY][:, 0],
+                field_outputs[FieldHeadNames.RGB],
+                self.background(rays_o, rays_d, idx, field_outputs[FieldHeadNames.RGB], marcher),
+                with_distortion=self.training
+                and self.config.distortion_loss_mult > 0
+                and not bool(self.alpha_data),
+            )
+            if self.training and self.config.occlusion_reg_mult > 0:
+                density = field_outputs[FieldHeadNames.DENSITY]
+                outputs["occlusion"] = self._near_density(rays_o, rays_d, samples, density, marcher)
+            if not self.training and not torch.is_grad_enabled():
+                outputs.update(self._region_map(rays_o, rays_d, outputs))
+            return outputs
 
     def _near_density(
         self, rays_o: Tensor, rays_d: Tensor, samples, density: Tensor, marcher: GridMarcher
