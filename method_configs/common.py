@@ -25,10 +25,11 @@ def trainer_config(
     lr: float = 2e-3,
     dataparser: DataParserConfig | None = None,
     pixel_sampler: PixelSamplerConfig | None = None,
+    lr_warmup_steps: int = 100,
 ) -> TrainerConfig:
     """ns-train's config for ``model``: 1024 rays a batch on the CPU (4096 on CUDA), fused Adam at ``lr``
-    (or the rate given on the command line) decaying to a 20th of it over MAX_STEPS after a 100-step
-    warm-up; nerfstudio-data and uniform pixels unless given."""
+    (or the rate given on the command line) decaying to a 20th of it over MAX_STEPS after a linear
+    warm-up of ``lr_warmup_steps``; nerfstudio-data and uniform pixels unless given."""
     return TrainerConfig(
         method_name=method_name,
         steps_per_eval_batch=500,
@@ -52,7 +53,7 @@ def trainer_config(
             "fields": {
                 "optimizer": FusedAdamOptimizerConfig(lr=lr, eps=1e-15),
                 "scheduler": FloatExponentialDecaySchedulerConfig(
-                    lr_final_ratio=1 / 20, warmup_steps=100, max_steps=MAX_STEPS
+                    lr_final_ratio=1 / 20, warmup_steps=lr_warmup_steps, max_steps=MAX_STEPS
                 ),
             }
         },

@@ -27,6 +27,7 @@ loe_nerf = MethodSpecification(
         "loe-nerf",
         LoEModelConfig(residual_banks=True, residual_scale=0.1, residual_penalty_mult=10.0),
         lr=4e-3,
+        lr_warmup_steps=0,
     ),
     description="Levels-of-Experts NeRF: MLP layers with position-tiled weight banks (nerf_loe).",
 )
@@ -34,11 +35,13 @@ loe_nerf = MethodSpecification(
 mlp_nerf = MethodSpecification(
     # Adam at 4e-3: at 1000 steps it beats 2e-3 on all five benchmark scenes, by 0.21 (woodbox) to
     # 2.49 dB (wineglass) (results/lr_sweep_1000_cpu.md)
-    config=trainer_config("mlp-nerf", LoEModelConfig(banks=("1x1x1",) * 4), lr=4e-3),
+    config=trainer_config("mlp-nerf", LoEModelConfig(banks=("1x1x1",) * 4), lr=4e-3, lr_warmup_steps=0),
     description="PE-MLP baseline of loe-nerf: same network, one bank per layer, equal MACs (nerf_loe).",
 )
 
 partition_nerf = MethodSpecification(
-    config=trainer_config("partition-nerf", LoEModelConfig(banks=("4x4x4",) * 4, tiling="partition")),
+    config=trainer_config(
+        "partition-nerf", LoEModelConfig(banks=("4x4x4",) * 4, tiling="partition"), lr_warmup_steps=0
+    ),
     description="Partition baseline of loe-nerf: a 4x4x4 grid of small networks, equal MACs (nerf_loe).",
 )

@@ -15,17 +15,21 @@ from nerf_loe.method_configs.loe import loe_nerf, mlp_nerf
 from nerf_loe.training.schedulers import FloatExponentialDecaySchedulerConfig
 
 
-def test_a_rate_set_on_the_command_line_decays_to_a_twentieth_of_itself():
-    config = copy.deepcopy(loe_nerf.config)  # the registered spec stays as shipped
+@pytest.mark.parametrize(("spec", "warmup"), [(loe_nerf, 0), (asmr_nerf, 100)], ids=["loe-nerf", "asmr-nerf"])
+def test_a_rate_set_on_the_command_line_decays_to_a_twentieth_of_itself(spec, warmup):
+    """loe-nerf starts at the full rate; asmr-nerf ramps it up linearly over 100 steps."""
+    config = copy.deepcopy(spec.config)  # the registered spec stays as shipped
     config.optimizers["fields"]["optimizer"].lr = 1e-3  # as --optimizers.fields.optimizer.lr 1e-3 does
     param = torch.nn.Parameter(torch.zeros(2))
     optimizers = Optimizers(config.optimizers, {"fields": [param]})  # nerfstudio's own set-up
     factor = optimizers.schedulers["fields"].lr_lambdas[0]
-    warmup = 100
     assert factor(MAX_STEPS) * 1e-3 == pytest.approx(5e-5)  # 1e-3 / 20, not the shipped rate's end
     halfway = warmup + (MAX_STEPS - warmup) // 2
     assert factor(halfway) == pytest.approx(1 / math.sqrt(20), rel=1e-3)  # log-linear: geometric mean
-    assert factor(warmup // 2) == pytest.approx(0.5, rel=1e-3)  # linear warm-up
+    if warmup:
+        assert factor(warmup // 2) == pytest.approx(0.5, rel=1e-3)  # linear warm-up
+    else:
+        assert factor(0) == pytest.approx(1.0)
 
 
 def test_a_ratio_overrides_a_fixed_end_rate_and_must_be_positive():

@@ -352,6 +352,42 @@ def test_single_bank_equals_nn_linear_exactly():
     assert torch.equal(layer(x, selection), reference(x))
 
 
+@pytest.mark.parametrize("residual", [False, True])
+def test_kaiming_init_keeps_the_signal_through_depth_where_the_torch_default_loses_it(residual):
+    """He's analysis: with weights of variance 2/fan_in and zero bias, a ReLU layer's pre-activation
+    has the second moment of the previous one (E[z^2] = fan_in Var(w) E[relu(z')^2] = E[z'^2]);
+    nn.Linear's default (variance 1/(3 fan_in)) divides it by about 6 a layer, so after four layers
+    the trunk's input-dependent part is ~1/1300 of its first layer's and the biases dominate."""
+    torch.manual_seed(0)
+    tiling = Tiling([(2, 2, 2), (4, 4, 4), (4, 4, 4), (4, 4, 4)])
+    n, width = 8192, 256
+    x, features = torch.rand(n, 3), torch.randn(n, 64)
+    moments = {}
+    for init in ("kaiming", "torch"):
+        mlp = TiledMLP(64, width, 4, tiling, residual_banks=residual, init=init)
+        if init == "kaiming":  # hand-computed: uniform with std sqrt(2 / fan_in), zero bias
+            for layer in mlp.layers:
+                weight = layer.shared if residual else layer.weight
+                expected = math.sqrt(2.0 / layer.in_features)
+                assert weight.std().item() == pytest.approx(expected, rel=0.02)
+                assert weight.abs().max().item() <= math.sqrt(3.0) * expected
+                assert torch.equal(layer.bias, torch.zeros_like(layer.bias))
+        seen = []
+        hooks = [
+            layer.register_forward_hook(lambda m, i, o, seen=seen: seen.append(o.square().mean().item()))
+            for layer in mlp.layers
+        ]
+        with torch.no_grad():
+            mlp(features, x)
+        for hook in hooks:
+            hook.remove()
+        moments[init] = seen
+    kaiming, default = moments["kaiming"], moments["torch"]
+    assert all(0.5 < m / kaiming[0] < 2.0 for m in kaiming[1:]), kaiming
+    # the default's second moment falls ~6x a layer until the bias floor (1/(3 fan_in)) holds it
+    assert default[1] / default[0] < 0.3 and default[3] / default[0] < 0.05, default
+
+
 @pytest.mark.parametrize("blending", ["nearest", "linear"])
 def test_residual_banks_start_as_the_one_bank_network_exactly(blending):
     """Shared matrix + zero residuals: at initialisation the LoE trunk is its plain MLP (in float64,

@@ -34,9 +34,12 @@ class TiledLinear(nn.Module):
         num_banks: int,
         residual: bool = False,
         residual_scale: float = 1.0,
+        gain: float | None = None,
     ) -> None:
         super().__init__()
         self.residual_scale = residual_scale
+        self.gain = gain
+        """He initialisation for an activation of this gain (None: nn.Linear's default)."""
         self.in_features = in_features
         self.out_features = out_features
         self.num_banks = num_banks
@@ -51,15 +54,21 @@ class TiledLinear(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """nn.Linear's default initialisation, applied to every bank independently (independent
-        banks) or to the shared matrix, with zero residuals (residual banks)."""
-        bound = 1.0 / math.sqrt(self.in_features)
-        if self.shared is None:
-            nn.init.uniform_(self.weight, -bound, bound)
-        else:
-            nn.init.uniform_(self.shared, -bound, bound)
+        """Initialise every bank independently (independent banks) or the shared matrix, with zero
+        residuals (residual banks). With a ``gain``: He's uniform weights of standard deviation
+        ``gain / sqrt(in)`` and zero bias, which keep the activations' second moment through the
+        layers; else nn.Linear's default, ``U(-1/sqrt(in), 1/sqrt(in))`` weights and bias, under
+        which a ReLU stack shrinks the input's share of every layer about sixfold, so a deep
+        trunk starts almost constant in space (its bias terms dominate)."""
+        fan_in = self.in_features
+        bound = 1.0 / math.sqrt(fan_in) if self.gain is None else self.gain * math.sqrt(3.0 / fan_in)
+        nn.init.uniform_(self.weight if self.shared is None else self.shared, -bound, bound)
+        if self.shared is not None:
             nn.init.zeros_(self.weight)
-        nn.init.uniform_(self.bias, -bound, bound)
+        if self.gain is None:
+            nn.init.uniform_(self.bias, -bound, bound)
+        else:
+            nn.init.zeros_(self.bias)
 
     def bank_weights(self) -> Float[Tensor, "banks d_out d_in"]:
         """The weight matrix of every bank."""

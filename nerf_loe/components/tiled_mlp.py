@@ -21,10 +21,17 @@ from nerf_loe.components.tiled_linear import TiledLinear
 from nerf_loe.components.tiling import Tiling
 
 Activation = Literal["relu", "leaky_relu"]
+Init = Literal["kaiming", "torch"]
+LEAKY_SLOPE = 0.2
 
 
 class TiledMLP(nn.Module):
-    """Tiled trunk + untiled output layer."""
+    """Tiled trunk + untiled output layer.
+
+    ``init``: kaiming (He's initialisation for the activation, zero biases) or torch (nn.Linear's
+    default, under which the trunk starts nearly constant in space and training first fits colour
+    by view direction alone: chess2, loe-nerf, 14.7 dB after 200 steps against 17.6 with kaiming).
+    The output layer keeps nn.Linear's default either way."""
 
     def __init__(
         self,
@@ -35,16 +42,19 @@ class TiledMLP(nn.Module):
         activation: Activation = "relu",
         residual_banks: bool = False,
         residual_scale: float = 1.0,
+        init: Init = "kaiming",
     ) -> None:
         super().__init__()
         self.tiling = tiling
         widths = [in_dim] + [hidden_dim] * tiling.num_layers
+        slope = 0.0 if activation == "relu" else LEAKY_SLOPE
+        gain = nn.init.calculate_gain("leaky_relu", slope) if init == "kaiming" else None
         self.layers = nn.ModuleList(
-            TiledLinear(widths[i], widths[i + 1], tiling.num_banks(i), residual_banks, residual_scale)
+            TiledLinear(widths[i], widths[i + 1], tiling.num_banks(i), residual_banks, residual_scale, gain)
             for i in range(tiling.num_layers)
         )
         self.output = nn.Linear(hidden_dim, out_dim)
-        self.activation = nn.ReLU() if activation == "relu" else nn.LeakyReLU(0.2)
+        self.activation = nn.ReLU() if activation == "relu" else nn.LeakyReLU(LEAKY_SLOPE)
         # residual banks: while not released, every layer is its shared matrix alone (a plain MLP,
         # at its speed: no routing); a buffer, so a resumed run keeps it
         self.register_buffer("released", torch.tensor(True))

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from nerf_loe.components.frequency_mask import FrequencyMask
 from nerf_loe.components.normalization import UnitBoxNormalizer
-from nerf_loe.components.tiled_mlp import Activation, TiledMLP
+from nerf_loe.components.tiled_mlp import Activation, Init, TiledMLP
 from nerf_loe.components.tiling import Tiling
 
 
@@ -38,6 +38,7 @@ class LoETrunk(nn.Module):
         hidden_dim: width.
         num_frequencies: positional-encoding frequencies.
         residual_banks, residual_scale: see :class:`~nerf_loe.components.tiled_linear.TiledLinear`.
+        init: see :class:`~nerf_loe.components.tiled_mlp.TiledMLP`.
         frequency_mask: FreeNeRF's release of the encoding's frequencies
             (:class:`~nerf_loe.components.frequency_mask.FrequencyMask`; the model sets its
             ``progress``).
@@ -53,6 +54,7 @@ class LoETrunk(nn.Module):
         residual_banks: bool = False,
         residual_scale: float = 1.0,
         frequency_mask: bool = False,
+        init: Init = "kaiming",
     ) -> None:
         super().__init__()
         self.frequency_mask = FrequencyMask(tiling.dim, num_frequencies) if frequency_mask else None
@@ -74,6 +76,7 @@ class LoETrunk(nn.Module):
             activation,
             residual_banks=residual_banks,
             residual_scale=residual_scale,
+            init=init,
         )
 
     def forward(self, x: Float[Tensor, "n d"]) -> Float[Tensor, "n o"]:

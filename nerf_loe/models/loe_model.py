@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes, TrainingCallbackLocation
 from torch import Tensor, nn
 
-from nerf_loe.components.tiled_mlp import Activation
+from nerf_loe.components.tiled_mlp import Activation, Init
 from nerf_loe.components.tiling import Blending, Tiling, TilingLayout, parse_counts
 from nerf_loe.errors import ConfigError
 from nerf_loe.fields.radiance_field import LoETrunk
@@ -35,6 +35,9 @@ class LoEModelConfig(FieldModelConfig):
     num_frequencies: int = 8
     """Positional-encoding frequencies of the normalised position."""
     activation: Activation = "relu"
+    init: Init = "kaiming"
+    """Trunk initialisation: kaiming (He's, zero biases) or torch (nn.Linear's default; the trunk
+    starts nearly constant in space and training first fits colour by view direction alone)."""
     residual_banks: bool = False
     """Banks as one shared matrix plus per-bank residuals that start at zero: LoE starts as its MLP."""
     residual_scale: float = 1.0
@@ -76,6 +79,7 @@ class LoEModelConfig(FieldModelConfig):
             residual_banks=self.residual_banks,
             residual_scale=self.residual_scale,
             frequency_mask=self.frequency_reg_fraction > 0,
+            init=self.init,
         )
 
 
