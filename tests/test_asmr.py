@@ -370,6 +370,22 @@ def test_siren_initialisation_keeps_the_activation_spread_with_depth():
         assert 0.62 < float(h.std()) < 0.78, k
 
 
+def test_relu_backbone_is_he_initialised_unless_asked_for_torchs_default():
+    """He's uniform init by hand: std sqrt(2 / fan_in), bound sqrt(3) times that, zero bias;
+    ``init="torch"`` keeps nn.Linear's bound 1 / sqrt(fan_in) and a non-zero bias."""
+    torch.manual_seed(0)
+    bases = [(2, 2, 2), (4, 4, 4), (4, 4, 4)]
+    he = ASMR(bases, hidden_dim=256, out_dim=4, backbone="relu", init="kaiming")
+    default = ASMR(bases, hidden_dim=256, out_dim=4, backbone="relu", init="torch")
+    for layer, old in zip(he.layers, default.layers, strict=True):
+        fan_in = layer.in_features
+        assert layer.weight.std().item() == pytest.approx(math.sqrt(2.0 / fan_in), rel=0.03)
+        assert layer.weight.abs().max().item() <= math.sqrt(6.0 / fan_in)
+        assert torch.equal(layer.bias, torch.zeros_like(layer.bias))
+        assert old.weight.abs().max().item() <= 1.0 / math.sqrt(fan_in)
+        assert old.bias.abs().max().item() > 0
+
+
 def test_shared_macs_of_a_raster_follow_the_profile_formula():
     """Layer k runs once per level-k cell, modulator k once per digit value of level k+1, the output
     once per pixel: the paper's profiler (without its bias and addition terms)."""

@@ -66,6 +66,7 @@ from torch import Tensor, nn
 
 from nerf_loe.components.constants import device_constant
 from nerf_loe.components.siren import Siren, siren_init_
+from nerf_loe.components.tiled_mlp import Init
 from nerf_loe.components.tiling import Tiling, flatten_index
 from nerf_loe.errors import ConfigError
 
@@ -166,6 +167,8 @@ class ASMR(nn.Module):
             ``w0``, ``modulator`` and ``digits`` do not apply).
         remainder_frequencies: with ``relu``, how many of the highest bands the remainder layer's
             encoding of ``x`` keeps (the lower ones repeat the finest cell centre's).
+        init: with ``relu``, the backbone layers' initialisation: ``kaiming`` (He's, zero biases)
+            or ``torch`` (nn.Linear's default); see :class:`~nerf_loe.components.tiled_mlp.TiledMLP`.
         fine_dim: width of the last layer (``hidden_dim`` if None). With ``remainder`` it is the
             layer that runs per input after sharing, so its width sets most of what sharing cannot
             remove: its modulator and the output layer; the layers before it keep ``hidden_dim``.
@@ -186,6 +189,7 @@ class ASMR(nn.Module):
         backbone: Backbone = "siren",
         remainder_frequencies: int = 8,
         fine_dim: int | None = None,
+        init: Init = "kaiming",
     ) -> None:
         super().__init__()
         fine_dim = hidden_dim if fine_dim is None else fine_dim
@@ -218,7 +222,7 @@ class ASMR(nn.Module):
         d = self.in_dim
         widths = [hidden_dim] * (depth - 1) + [fine_dim]  # each layer's output
         if backbone == "relu":
-            self._build_relu(hidden_dim, widths, out_dim, remainder_frequencies)
+            self._build_relu(hidden_dim, widths, out_dim, remainder_frequencies, init)
             return
         self.layers = nn.ModuleList(
             nn.Linear(d if k == 0 else hidden_dim, width) for k, width in enumerate(widths)
@@ -241,10 +245,11 @@ class ASMR(nn.Module):
         self._finish_init()
 
     def _build_relu(
-        self, hidden_dim: int, widths: list[int], out_dim: int, remainder_frequencies: int
+        self, hidden_dim: int, widths: list[int], out_dim: int, remainder_frequencies: int, init: Init
     ) -> None:
         """The ReLU backbone: an encoding per input (each level's cell centre, the remainder's
-        ``x``), PyTorch's default initialisation."""
+        ``x``); its layers He-initialised (``init="kaiming"``) or PyTorch's default, modulators and
+        output layer PyTorch's default."""
         # (bands, lowest j) of each encoding, bands pi 2^j: levels from sin(pi x) up to their
         # resolution; the remainder the highest bands up to half a period per finest cell
         bands = [(max(1, math.ceil(math.log2(max(counts)))), 0) for counts in self._level_counts]
@@ -266,6 +271,10 @@ class ASMR(nn.Module):
         self.layers = nn.ModuleList(
             nn.Linear(encoded[0] if k == 0 else hidden_dim, width) for k, width in enumerate(widths)
         )
+        if init == "kaiming":
+            for layer in self.layers:
+                nn.init.kaiming_uniform_(layer.weight, nonlinearity="relu")
+                nn.init.zeros_(layer.bias)
         self.modulators = nn.ModuleList(
             LinearModulator(encoded[k + 1], width, 1.0) for k, width in enumerate(widths)
         )
