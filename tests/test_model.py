@@ -158,3 +158,8 @@ def test_color_head_macs_come_from_the_layer_configuration():
 def test_unknown_background_is_a_config_error():
     with pytest.raises(ConfigError, match="background-color"):
         LoEModelConfig(background_color="learned")
+
+
+def test_unknown_initialisation_is_a_config_error():
+    with pytest.raises(ConfigError, match="init 'xavier'"):
+        LoEModelConfig(init="xavier")

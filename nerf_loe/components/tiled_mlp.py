@@ -30,7 +30,7 @@ class TiledMLP(nn.Module):
 
     ``init``: kaiming (He's initialisation for the activation, zero biases) or torch (nn.Linear's
     default, under which the trunk starts nearly constant in space and training first fits colour
-    by view direction alone: chess2, loe-nerf, 14.7 dB after 200 steps against 17.6 with kaiming).
+    by view direction alone: chess2, loe-nerf, training PSNR 14.7 dB at step 200 against 17.7).
     The output layer keeps nn.Linear's default either way."""
 
     def __init__(

@@ -58,6 +58,8 @@ class LoEModelConfig(FieldModelConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         parse_counts(self.banks, "--pipeline.model.banks")
+        if self.init not in ("kaiming", "torch"):
+            raise ConfigError(f"--pipeline.model.init {self.init!r}: choose kaiming or torch")
         if self.hidden_dim < 1 or self.num_frequencies < 1:
             raise ConfigError("--pipeline.model.hidden-dim and num-frequencies must be >= 1")
         if self.residual_release_step < 0 or (self.residual_release_step > 0 and not self.residual_banks):
