@@ -8,6 +8,7 @@ method here, so asmr-nerf and loe-nerf compare on their trunks.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import get_args
 
 from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes, TrainingCallbackLocation
 from nerfstudio.viewer.viewer_elements import ViewerCheckbox
@@ -97,7 +98,7 @@ class ASMRModelConfig(FieldModelConfig):
             ("digits", self.digits, ("digit", "place")),
             ("sharing", self.sharing, ("never", "inference", "always")),
             ("backbone", self.backbone, ("siren", "relu")),
-            ("init", self.init, ("kaiming", "torch")),
+            ("init", self.init, get_args(Init)),
         ):
             if value not in choices:
                 raise ConfigError(f"--pipeline.model.{option} {value!r}: choose {' or '.join(choices)}")

@@ -8,6 +8,7 @@ KiloNeRF-style grid of small networks.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import get_args
 
 from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes, TrainingCallbackLocation
 from torch import Tensor, nn
@@ -58,8 +59,8 @@ class LoEModelConfig(FieldModelConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         parse_counts(self.banks, "--pipeline.model.banks")
-        if self.init not in ("kaiming", "torch"):
-            raise ConfigError(f"--pipeline.model.init {self.init!r}: choose kaiming or torch")
+        if self.init not in get_args(Init):
+            raise ConfigError(f"--pipeline.model.init {self.init!r}: choose {' or '.join(get_args(Init))}")
         if self.hidden_dim < 1 or self.num_frequencies < 1:
             raise ConfigError("--pipeline.model.hidden-dim and num-frequencies must be >= 1")
         if self.residual_release_step < 0 or (self.residual_release_step > 0 and not self.residual_banks):
