@@ -78,7 +78,7 @@ class ASMRModelConfig(FieldModelConfig):
     600 s on the CPU: always reaches step 1000 in 414 s against 583 s, and 22.66 dB against 21.87
     (results/asmr_fine64_{always_,}chess2_600s.md)."""
     distortion_loss_mult: float = 0.002
-    """mip-NeRF 360's distortion loss, on by default here (off for the other methods): without it
+    """mip-NeRF 360's distortion loss, on by default as for the LoE family (off for NID): without it
     asmr-nerf keeps low density (fog) along the rays, so the occupancy grid stays 40-50%
     occupied and steps slow down (lamppost, 400 steps: 48.6 samples shaded a ray against 13.3 with
     it). CPU, 300 s, one run each: lamppost 31.54 dB against 30.24, chess2 21.74 against 21.38,

@@ -76,9 +76,9 @@ class FieldModelConfig(ModelConfig):
     (:func:`nerf_loe.data.backdrop.alpha_rule`)."""
     distortion_loss_mult: float = 0.0
     """Weight of mip-NeRF 360's distortion loss (weight spread along rays: fog, floaters); not used
-    on data whose alpha marks an isolated subject (trained on random backdrops). Off by default: no
-    measured gain (objects on white +0.4 dB at one seed, within run-to-run noise; chess2 20.29 dB
-    with 0.01 against 22.07 without)."""
+    on data whose alpha marks an isolated subject (trained on random backdrops). Off here, for the
+    NID methods (measured without it); the LoE family and asmr-nerf set 0.002, which clears the fog
+    their He-initialised trunks otherwise keep in the box."""
     box_outside_cameras: bool = True
     """Bounded models: when training cameras lie inside the data's scene box (nerfstudio-data puts
     the cameras in [-1, 1], its box), use the cube around the cameras' focus point reaching 0.4 of
