@@ -255,6 +255,22 @@ def test_the_cache_grows_over_many_chunks_and_then_serves_every_cell():
     assert net.shared_macs == 3000 * (8 * 2 + 3 * 8)
 
 
+def test_complete_tables_are_built_in_evaluation_only():
+    """In training the parameters change every step, so a no-grad pass (the early-stopping
+    pre-pass) computes only the cells it touches even on levels small enough for a complete table;
+    evaluation, whose parameters stay put over many images, builds the complete table."""
+    torch.manual_seed(4)
+    net = ASMR([(2, 2, 2), (4, 4, 4), (4, 4, 4)], hidden_dim=16, out_dim=2, dense_cells=512)
+    x = torch.rand(50, 3) * 0.01  # one cell at every level: level 1's 512 cells are 1/8 wide
+    with torch.no_grad():
+        direct = net.forward_direct(x)
+        assert (net.train()(x) - direct).abs().max() < 1e-5
+        assert net._tables[1].used == 1  # the touched cell, not the 512 of the level
+        net.invalidate_tables()
+        assert (net.eval()(x) - direct).abs().max() < 1e-5
+        assert net._tables[1].used == len(net._tables[1].values) == 512
+
+
 def test_tables_follow_optimizer_steps_and_checkpoint_loads():
     torch.manual_seed(3)
     bases = [(2, 2, 2), (4, 4, 4), (4, 4, 4)]

@@ -37,9 +37,10 @@ distinct level-k cell among the inputs, the modulators once per digit value, and
 follows the finest level per sample: the same arithmetic as the direct path, deduplicated. That
 per-sample remainder layer may be narrower than the others (``fine_dim``): with the output layer
 it is the cost sharing cannot remove. Under
-``torch.no_grad`` it also keeps each level's cell pre-activations between calls: complete tables
-for levels with at most ``dense_cells`` cells, a cache of the touched cells for finer levels (at
-most ``lazy_cells`` rows a level). They are dropped when a parameter changes in place (an
+``torch.no_grad`` it also keeps each level's cell pre-activations between calls: in evaluation
+mode complete tables for levels with at most ``dense_cells`` cells, else (finer levels, and every
+level in training mode, whose parameters change every step) a cache of the touched cells (at most
+``lazy_cells`` rows a level). They are dropped when a parameter changes in place (an
 optimizer step: the parameters' version counters), on checkpoint loads and device or dtype
 moves; a change autograd does not see (a write through ``.data``, a fused
 optimizer) must call :meth:`ASMR.invalidate_tables`.
@@ -117,13 +118,13 @@ class _CellTable:
     def lookup(self, cells: Int[Tensor, " m"]) -> tuple[Tensor, Tensor]:
         """Rows for ``cells`` (arbitrary where missing) and which were found."""
         if self.keys is None:
-            return self.values[cells], torch.ones_like(cells, dtype=torch.bool)
+            return self.values.index_select(0, cells), torch.ones_like(cells, dtype=torch.bool)
         if len(self.keys) == 0:
             return self.values.new_empty(len(cells), self.values.shape[1]), torch.zeros_like(
                 cells, dtype=torch.bool
             )
         pos = torch.searchsorted(self.keys, cells).clamp(max=len(self.keys) - 1)
-        return self.values[self.rows[pos]], self.keys[pos] == cells
+        return self.values.index_select(0, self.rows[pos]), self.keys[pos] == cells
 
     def insert(self, cells: Int[Tensor, " m"], values: Tensor, limit: int) -> None:
         """Add cells not yet held, ``limit`` rows at most: when they do not fit, the cache restarts
@@ -373,12 +374,12 @@ class ASMR(nn.Module):
         per_axis = torch.floor(scaled).long()
         cells, inverse = torch.unique(flatten_index(per_axis, self._counts(finest)), return_inverse=True)
         if self.remainder:
-            z = self._preactivation(finest, cells, x.dtype)[inverse]
+            z = self._preactivation(finest, cells, x.dtype).index_select(0, inverse)
             remainder = self._remainder(x, scaled, per_axis)  # per input, not shareable
             h = self._act(z + self.modulators[finest](remainder))
             self.shared_macs += self.modulators[finest].macs_per_sample() * len(x)
             return self._linear(self.output, h)
-        return self._linear(self.output, self._activation(finest, cells, x.dtype))[inverse]
+        return self._linear(self.output, self._activation(finest, cells, x.dtype)).index_select(0, inverse)
 
     # --- shared-path pieces --------------------------------------------------------------------
 
@@ -397,7 +398,7 @@ class ASMR(nn.Module):
         parents, inverse = torch.unique(
             flatten_index(per_axis // base, self._counts(level - 1)), return_inverse=True
         )
-        z = self._preactivation(level - 1, parents, dtype)[inverse]
+        z = self._preactivation(level - 1, parents, dtype).index_select(0, inverse)
         modulator = self.modulators[level - 1]
         if self.backbone == "relu":  # the cell centre: one modulation per cell
             self.shared_macs += modulator.macs_per_sample() * len(cells)
@@ -406,7 +407,7 @@ class ASMR(nn.Module):
         values = _unflatten(torch.arange(math.prod(bases), device=cells.device), bases)
         modulation = modulator(self._cell_input(values, level, dtype))
         self.shared_macs += modulator.macs_per_sample() * len(values)
-        return self._act(z + modulation[flatten_index(per_axis % base, bases)])
+        return self._act(z + modulation.index_select(0, flatten_index(per_axis % base, bases)))
 
     def _preactivation(self, level: int, cells: Int[Tensor, " m"], dtype: torch.dtype) -> Tensor:
         """``W_level h_level + b_level`` of distinct level cells; in inference from the tables."""
@@ -419,7 +420,7 @@ class ASMR(nn.Module):
         table = self._tables.get(level)
         if table is None:
             size = math.prod(self._counts(level))
-            if size <= self.dense_cells:
+            if size <= self.dense_cells and not self.training:
                 table = _CellTable(compute(torch.arange(size, device=cells.device)))
             elif self.lazy_cells > 0:
                 width = self.layers[level].out_features

@@ -86,7 +86,9 @@ class ASMRModelConfig(FieldModelConfig):
     on a faster VM lamppost 35.36 against 33.78 (4267 steps against 1912), while on chess2 the two
     differ by about the runs' spread (results/asmr_lamppost_300s_{distortion,nodistortion}.md)."""
     dense_cells: int = 1 << 15
-    """Levels with at most this many cells keep a complete activation table while rendering."""
+    """Levels with at most this many cells keep a complete activation table while rendering in
+    evaluation (in training, where every step changes the parameters, no-grad passes compute the
+    cells they touch: chess2, 8% less time a sample)."""
     lazy_cells: int = 1 << 19
     """Finer levels cache at most this many touched cells each while rendering (0: no cache)."""
 

@@ -29,7 +29,8 @@ def _exclusive_segment_sum(values: Tensor, ray_indices: Tensor, n_rays: int) -> 
     exclusive = torch.cat([inclusive.new_zeros(1), inclusive])  # exclusive[i] = sum of values[:i]
     counts = torch.bincount(ray_indices, minlength=n_rays)
     first = torch.cumsum(counts, 0) - counts
-    return (exclusive[:-1] - exclusive[first][ray_indices]).to(values.dtype)
+    # index_select, not [ ]: its backward is index_add, [ ]'s a serial accumulate on the CPU
+    return (exclusive[:-1] - exclusive.index_select(0, first[ray_indices])).to(values.dtype)
 
 
 def render_weights(
