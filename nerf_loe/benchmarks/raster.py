@@ -131,6 +131,7 @@ def run(args: RasterArgs) -> dict:
     rows = {}
     for name, net, inputs in (("asmr", asmr, x), ("siren", siren, 2 * x - 1)):
         seconds, curve = fit(net, inputs, flat_target, args.steps, args.lr)
+        net.eval()  # rendering: complete tables where a level is small enough
         if net is asmr:
             net.sharing = "inference"
             net.reset_counters()

@@ -101,7 +101,7 @@ def measure(args: SharingArgs) -> list[dict]:
             backbone=args.backbone,
             fine_dim=args.fine_dim,
             remainder_frequencies=args.remainder_frequencies,
-        ).to(args.device)
+        ).to(args.device).eval()  # rendering: complete tables where a level is small enough
         times: dict[str, list[float]] = {"direct": [], "cold": [], "warm": [], "test_set": []}
         for _ in range(args.repeats):
             times["direct"].append(render(net, positions, args.chunk, shared=False))
