@@ -266,14 +266,16 @@ def test_routed_backward_matches_finite_differences(layout, chunk):
     assert torch.autograd.gradcheck(routes.apply, (x, weight))
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])  # slices: bank loop, grouped kernel
 @pytest.mark.parametrize(("layout", "chunk"), LAYOUTS)
-def test_routed_matmul_matches_a_loop_over_samples(layout, chunk):
+def test_routed_matmul_matches_a_loop_over_samples(layout, chunk, dtype):
     # Against the definition, one sample at a time: outputs and both gradients, in both layouts.
     torch.manual_seed(1)
     n, banks = 300, 9
     index = (torch.rand(n).pow(2) * (banks - 1)).long()  # uneven counts; bank 8 never used
-    x = torch.randn(n, 6, dtype=torch.float64, requires_grad=True)
-    weight = torch.randn(banks, 5, 6, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(n, 8, dtype=dtype, requires_grad=True)  # rows of 16-byte units: the grouped kernel's
+    weight = torch.randn(banks, 4, 8, dtype=dtype, requires_grad=True)
+    assert routing._grouped(x, weight) == (dtype == torch.float32)
     routes = Routes(index, banks, chunk=chunk, layout=layout)
     if layout == "chunks":
         assert routes.num_chunks == sum(-(-int((index == b).sum()) // chunk) for b in range(banks))
@@ -289,7 +291,7 @@ def test_routed_matmul_matches_a_loop_over_samples(layout, chunk):
     torch.testing.assert_close(out, ref)
     for got, expected in zip(grads, ref_grads, strict=True):
         torch.testing.assert_close(got, expected)
-    assert torch.equal(grads[1][8], torch.zeros(5, 6))
+    assert torch.equal(grads[1][8], torch.zeros(4, 8, dtype=dtype))
 
 
 def test_rearrange_moves_sorted_rows_by_hand():

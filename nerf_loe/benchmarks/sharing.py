@@ -94,14 +94,18 @@ def measure(args: SharingArgs) -> list[dict]:
     rows = []
     for depth, bases in BASES.items():
         torch.manual_seed(0)
-        net = ASMR(
-            [(b, b, b) for b in bases],
-            args.width,
-            16,
-            backbone=args.backbone,
-            fine_dim=args.fine_dim,
-            remainder_frequencies=args.remainder_frequencies,
-        ).to(args.device).eval()  # rendering: complete tables where a level is small enough
+        net = (
+            ASMR(
+                [(b, b, b) for b in bases],
+                args.width,
+                16,
+                backbone=args.backbone,
+                fine_dim=args.fine_dim,
+                remainder_frequencies=args.remainder_frequencies,
+            )
+            .to(args.device)
+            .eval()
+        )  # rendering: complete tables where a level is small enough
         times: dict[str, list[float]] = {"direct": [], "cold": [], "warm": [], "test_set": []}
         for _ in range(args.repeats):
             times["direct"].append(render(net, positions, args.chunk, shared=False))
