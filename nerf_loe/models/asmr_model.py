@@ -77,14 +77,6 @@ class ASMRModelConfig(FieldModelConfig):
     viewer, the grid's density queries); never. Both sharing modes give identical results. chess2,
     600 s on the CPU: always reaches step 1000 in 414 s against 583 s, and 22.66 dB against 21.87
     (results/asmr_fine64_{always_,}chess2_600s.md)."""
-    distortion_loss_mult: float = 0.002
-    """mip-NeRF 360's distortion loss, on by default as for the LoE family (off for NID): without it
-    asmr-nerf keeps low density (fog) along the rays, so the occupancy grid stays 40-50%
-    occupied and steps slow down (lamppost, 400 steps: 48.6 samples shaded a ray against 13.3 with
-    it). CPU, 300 s, one run each: lamppost 31.54 dB against 30.24, chess2 21.74 against 21.38,
-    woodbox 23.12 against 23.05 (results/asmr_{distortion_,}{lamppost,chess2,woodbox}_300s.md);
-    on a faster VM lamppost 35.36 against 33.78 (4267 steps against 1912), while on chess2 the two
-    differ by about the runs' spread (results/asmr_lamppost_300s_{distortion,nodistortion}.md)."""
     dense_cells: int = 1 << 15
     """Levels with at most this many cells keep a complete activation table while rendering in
     evaluation (in training, where every step changes the parameters, no-grad passes compute the

@@ -51,12 +51,6 @@ class LoEModelConfig(FieldModelConfig):
     """With residual_banks: the residuals are used and trained from this training step on; before
     it every layer is its shared matrix, a plain MLP at the MLP's speed (no routing). 0: from the
     start."""
-    distortion_loss_mult: float = 0.002
-    """mip-NeRF 360's distortion loss, on for the tiled-trunk family (loe-nerf, mlp-nerf,
-    partition-nerf) as for asmr-nerf: a He-initialised trunk otherwise keeps fog in the scene
-    box, the occupancy grid stays a third occupied and steps slow down. loe-nerf, CPU, 300 s,
-    five scenes against 0: median +0.29 dB, lamppost +2.13 (3352 steps against 1163), worst
-    wineglass -0.22 (results/loe_distortion0002_fivescene_he_init.md)."""
     frequency_reg_fraction: float = 0.0
     """FreeNeRF's frequency regularisation: the share of --max-num-iterations over which the
     encoding's frequencies are released, low to high (FreeNeRF: 0.9, 0.7, 0.5 for 3, 6, 9 views;

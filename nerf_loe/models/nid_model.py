@@ -55,6 +55,8 @@ class NIDModelConfig(FieldModelConfig):
     residual_penalty_mult: float = 0.01
     """Stage 2: weight of the residual field's mean squared output in the loss (keeps the scene
     close to the dictionary's span)."""
+    distortion_loss_mult: float = 0.0
+    """mip-NeRF 360's distortion loss: off for the dictionary, measured without it."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
