@@ -7,7 +7,7 @@ from fractions import Fraction
 import pytest
 import torch
 
-from nerf_loe.components.asmr import ASMR
+from nerf_loe.components.asmr import ASMR, _CellTable
 from nerf_loe.components.siren import Siren
 from nerf_loe.components.tiling import Tiling
 from nerf_loe.errors import ConfigError
@@ -207,20 +207,19 @@ def test_shared_path_equals_direct_path(bases, remainder, dim, modulator, digits
     assert (again - direct[:1000]).abs().max() < 1e-5
     assert net.table_bytes() > 0
     # from the tables, only what follows the finest cell ran: the output layer (and the remainder's
-    # modulator) per input, or without remainder the finest modulation per digit value (siren) or
-    # per cell (relu: it reads the cell centre) and the output per distinct cell
+    # modulator) per input, or without remainder the output per distinct cell and the finest
+    # modulation per digit value (siren) or per cell-centre coordinate of each axis, plus the
+    # origin's row (relu: its encoding is a sum of one-coordinate encodings)
     # the last layer is fine_dim wide: its modulator reads the remainder (or the finest level)
     width = net.encodings[-1].get_out_dim() if backbone == "relu" else dim
     last_modulator = width * fine_dim if modulator == "linear" else (width * 32 + 32 * 32 + 32 * fine_dim)
     if remainder:
         assert net.shared_macs == 1000 * (fine_dim * 3 + last_modulator)
-    elif backbone == "relu":
-        cells = len(torch.unique(net.tiling.cells(x[:1000], len(bases) - 1), dim=0))
-        assert net.shared_macs == cells * (fine_dim * 3 + last_modulator)
     else:
         cells = len(torch.unique(net.tiling.cells(x[:1000], len(bases) - 1), dim=0))
-        digit_values = math.prod(bases[-1])
-        assert net.shared_macs == cells * fine_dim * 3 + digit_values * last_modulator
+        per_axis = [math.prod(b[axis] for b in bases) for axis in range(dim)]
+        rows = sum(per_axis) + 1 if backbone == "relu" else math.prod(bases[-1])
+        assert net.shared_macs == cells * fine_dim * 3 + rows * last_modulator
     net.sharing = "always"  # with gradients: deduplicated, no tables
     assert (net(x) - direct).abs().max() < 1e-5
 
@@ -235,6 +234,25 @@ def test_a_tiny_cache_limit_stays_exact():
             part = slice(500 * chunk, 500 * (chunk + 1))
             assert (net(x[part]) - direct[part]).abs().max() < 1e-5
             assert all(len(t.values) <= 50 for level, t in net._tables.items() if level > 0)
+
+
+def test_the_cell_cache_merges_its_sorted_keys_and_finds_every_row_against_a_dict():
+    """Inserts merge new keys into the sorted ones (no re-sort); a dict is the reference."""
+    generator = torch.Generator().manual_seed(4)
+    table, held = _CellTable(torch.zeros(0, 2), cache=True), {}
+    for _ in range(8):
+        cells = torch.randperm(400, generator=generator)[:60]
+        cells = torch.tensor(sorted(c for c in cells.tolist() if c not in held), dtype=torch.long)
+        values = torch.randn(len(cells), 2, generator=generator)
+        table.insert(cells, values, limit=10_000)
+        held.update(zip(cells.tolist(), values.unbind(0), strict=True))
+        assert bool((table.keys[1:] > table.keys[:-1]).all()) and table.used == len(held)
+    keys = torch.tensor(sorted(held))
+    values, found = table.lookup(keys)
+    assert bool(found.all())
+    assert torch.equal(values, torch.stack([held[k] for k in keys.tolist()]))
+    absent = torch.tensor(sorted(set(range(400)) - set(held)), dtype=torch.long)
+    assert not bool(table.lookup(absent)[1].any())
 
 
 def test_the_cache_grows_over_many_chunks_and_then_serves_every_cell():

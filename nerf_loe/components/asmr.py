@@ -28,13 +28,15 @@ across a finest cell; 8 bands for 128 cells: the PE-MLP's ``pi .. 128 pi``)::
 
     h_0 = g_0(c_0),   h_{k+1} = relu(W_k h_k + b_k + V_k g_{k+1}(c_{k+1})),   out = W_o h_K + b_o
 
-``c_{k+1}`` holds digits 0..k+1, so its modulation is computed once per level-(k+1) cell instead
-of once per digit value; everything else is shared as below.
+``c_{k+1}`` holds digits 0..k+1, but the encoding acts on each coordinate alone, so ``V_k g(c)`` is
+a sum over axes of rows computed once per cell-centre coordinate (``C_k`` rows an axis, not one a
+cell; see :meth:`ASMR._axis_modulation`); everything else is shared as below.
 
 Activation sharing: ``W_k h_k + b_k`` depends only on digits 0..k, that is on the level-k cell
 ``floor(x C_k)``, and ``M_k`` only on one digit. The shared path evaluates layer ``k`` once per
-distinct level-k cell among the inputs, the modulators once per digit value, and only what
-follows the finest level per sample: the same arithmetic as the direct path, deduplicated. That
+distinct level-k cell among the inputs, the modulators once per digit value (relu: per cell-centre
+coordinate), and only what follows the finest level per sample: the direct path's arithmetic,
+deduplicated (the relu modulation summed in another order: equal to float rounding). That
 per-sample remainder layer may be narrower than the others (``fine_dim``): with the output layer
 it is the cost sharing cannot remove. Under
 ``torch.no_grad`` it also keeps each level's cell pre-activations between calls: in evaluation
@@ -127,8 +129,9 @@ class _CellTable:
         return self.values.index_select(0, self.rows[pos]), self.keys[pos] == cells
 
     def insert(self, cells: Int[Tensor, " m"], values: Tensor, limit: int) -> None:
-        """Add cells not yet held, ``limit`` rows at most: when they do not fit, the cache restarts
-        with the first ``limit`` of them."""
+        """Add sorted cells not yet held, ``limit`` rows at most: when they do not fit, the cache
+        restarts with the first ``limit`` of them. The sorted keys are merged, not re-sorted: each
+        old key moves up by the new keys below it, each new key by the old keys below it."""
         assert self.keys is not None and self.rows is not None
         if self.used + len(cells) > limit:
             self.keys, self.rows, self.used = self.keys[:0], self.rows[:0], 0
@@ -139,10 +142,12 @@ class _CellTable:
             grown[: self.used] = self.values[: self.used]
             self.values = grown
         self.values[self.used : end] = values
-        keys = torch.cat([self.keys, cells])
-        rows = torch.cat([self.rows, torch.arange(self.used, end, device=cells.device)])
-        order = torch.argsort(keys)
-        self.keys, self.rows, self.used = keys[order], rows[order], end
+        old_at = torch.arange(len(self.keys), device=cells.device) + torch.searchsorted(cells, self.keys)
+        new_at = torch.arange(len(cells), device=cells.device) + torch.searchsorted(self.keys, cells)
+        keys, rows = cells.new_empty(end), cells.new_empty(end)
+        keys[old_at], rows[old_at] = self.keys, self.rows
+        keys[new_at], rows[new_at] = cells, torch.arange(self.used, end, device=cells.device)
+        self.keys, self.rows, self.used = keys, rows, end
 
 
 def _invalidate_after_load(module: ASMR, _keys) -> None:
@@ -399,18 +404,43 @@ class ASMR(nn.Module):
             flatten_index(per_axis // base, self._counts(level - 1)), return_inverse=True
         )
         z = self._preactivation(level - 1, parents, dtype).index_select(0, inverse)
-        modulator = self.modulators[level - 1]
-        if self.backbone == "relu":  # the cell centre: one modulation per cell
-            self.shared_macs += modulator.macs_per_sample() * len(cells)
-            return self._act(z + modulator(self._cell_input(per_axis, level, dtype)))
+        if self.backbone == "relu":  # the cell centre's encoding, one table row per axis value
+            tables, offsets = self._axis_modulation(level, dtype, cells.device)
+            for index in (per_axis + offsets).unbind(1):
+                z += tables.index_select(0, index)
+            return z.relu_()
         # the siren's modulation depends on this level's digit alone: one row per digit value
+        modulator = self.modulators[level - 1]
         values = _unflatten(torch.arange(math.prod(bases), device=cells.device), bases)
         modulation = modulator(self._cell_input(values, level, dtype))
         self.shared_macs += modulator.macs_per_sample() * len(values)
         return self._act(z + modulation.index_select(0, flatten_index(per_axis % base, bases)))
 
+    def _axis_modulation(self, level: int, dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor]:
+        """The relu backbone's modulation of level cells as a sum over axes: each column of the
+        positional encoding depends on one coordinate, so with ``e_a(v)`` the encoding of the point
+        whose coordinate ``a`` is ``v`` and whose others are 0, ``g(c) = sum_a e_a(c_a) - (d - 1)
+        g(0)`` and ``V g(c) = sum_a V e_a(c_a) - (d - 1) V g(0)``. Returns the rows ``V e_a(v)`` of
+        every axis's cell centres stacked (the constant folded into the first axis's), and where
+        each axis's rows start: a cell's modulation is the sum of its axes' rows, ``C_l`` rows an axis
+        instead of one a cell (at 1/64 of the box, 193 rows for the ~190K cells one 100x75 image
+        touches)."""
+        counts = self._counts(level)
+        points = torch.zeros(sum(counts), self.in_dim, dtype=dtype, device=device)
+        first = 0
+        for axis, n in enumerate(counts):
+            points[first : first + n, axis] = (torch.arange(n, dtype=dtype, device=device) + 0.5) / n
+            first += n
+        modulator = self.modulators[level - 1]
+        rows = modulator(self.encodings[level](torch.cat([points, points.new_zeros(1, self.in_dim)])))
+        self.shared_macs += modulator.macs_per_sample() * len(rows)
+        tables = torch.cat([rows[: counts[0]] - (self.in_dim - 1) * rows[-1], rows[counts[0] : -1]])
+        offsets = device_constant(tuple(sum(counts[:axis]) for axis in range(len(counts))), device)
+        return tables, offsets
+
     def _preactivation(self, level: int, cells: Int[Tensor, " m"], dtype: torch.dtype) -> Tensor:
-        """``W_level h_level + b_level`` of distinct level cells; in inference from the tables."""
+        """``W_level h_level + b_level`` of distinct level cells (sorted flat keys, as ``unique``
+        gives them); in inference from the tables."""
 
         def compute(c: Tensor) -> Tensor:
             return self._linear(self.layers[level], self._activation(level, c, dtype))
@@ -429,11 +459,16 @@ class ASMR(nn.Module):
                 return compute(cells)
             self._tables[level] = table
         values, found = table.lookup(cells)
-        if not bool(found.all()):
-            missing = cells[~found]
-            computed = compute(missing)
-            values[~found] = computed
-            table.insert(missing, computed, self.lazy_cells)
+        if bool(found.all()):
+            return values
+        if not bool(found.any()):  # a cold pass: every row is new
+            computed = compute(cells)
+            table.insert(cells, computed, self.lazy_cells)
+            return computed
+        missing = cells[~found]
+        computed = compute(missing)
+        values[~found] = computed
+        table.insert(missing, computed, self.lazy_cells)
         return values
 
     def _check_tables(self) -> None:
