@@ -110,7 +110,7 @@ def _unflatten(keys: Int[Tensor, " n"], counts: tuple[int, ...]) -> Int[Tensor, 
 class _CellTable:
     """Pre-activations of one level's cells: complete (row = flat cell key), or a cache of the
     touched cells whose rows sit in insertion order in a buffer that grows by doubling, found
-    through sorted keys, so an insert sorts integer keys and never moves rows."""
+    through sorted keys, so an insert merges integer keys and never moves rows."""
 
     def __init__(self, values: Tensor, cache: bool = False) -> None:
         self.values = values
@@ -461,14 +461,13 @@ class ASMR(nn.Module):
         values, found = table.lookup(cells)
         if bool(found.all()):
             return values
-        if not bool(found.any()):  # a cold pass: every row is new
-            computed = compute(cells)
-            table.insert(cells, computed, self.lazy_cells)
-            return computed
-        missing = cells[~found]
+        cold = not bool(found.any())  # a cold pass: every row is new, nothing to merge into values
+        missing = cells if cold else cells[~found]
         computed = compute(missing)
-        values[~found] = computed
         table.insert(missing, computed, self.lazy_cells)
+        if cold:
+            return computed
+        values[~found] = computed
         return values
 
     def _check_tables(self) -> None:
