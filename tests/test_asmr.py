@@ -209,7 +209,7 @@ def test_shared_path_equals_direct_path(bases, remainder, dim, modulator, digits
     # from the tables, only what follows the finest cell ran: the output layer (and the remainder's
     # modulator) per input, or without remainder the output per distinct cell and the finest
     # modulation per digit value (siren) or per cell-centre coordinate of each axis, plus the
-    # origin's row (relu: its encoding is a sum of one-coordinate encodings)
+    # row of cell 0 (relu: its encoding is a sum of one-coordinate encodings)
     # the last layer is fine_dim wide: its modulator reads the remainder (or the finest level)
     width = net.encodings[-1].get_out_dim() if backbone == "relu" else dim
     last_modulator = width * fine_dim if modulator == "linear" else (width * 32 + 32 * 32 + 32 * fine_dim)

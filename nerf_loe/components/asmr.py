@@ -418,21 +418,21 @@ class ASMR(nn.Module):
 
     def _axis_modulation(self, level: int, dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor]:
         """The relu backbone's modulation of level cells as a sum over axes: each column of the
-        positional encoding depends on one coordinate, so with ``e_a(v)`` the encoding of the point
-        whose coordinate ``a`` is ``v`` and whose others are 0, ``g(c) = sum_a e_a(c_a) - (d - 1)
-        g(0)`` and ``V g(c) = sum_a V e_a(c_a) - (d - 1) V g(0)``. Returns the rows ``V e_a(v)`` of
-        every axis's cell centres stacked (the constant folded into the first axis's), and where
-        each axis's rows start: a cell's modulation is the sum of its axes' rows, ``C_l`` rows an axis
-        instead of one a cell (at 1/64 of the box, 193 rows for the ~190K cells one 100x75 image
-        touches)."""
+        positional encoding depends on one coordinate, so with ``e_a(v)`` the encoding of the centre
+        of the cell whose index on axis ``a`` is ``v`` and 0 on the others, and ``g_0`` that of cell
+        0's centre, ``g(c) = sum_a e_a(c_a) - (d - 1) g_0`` and ``V g(c) = sum_a V e_a(c_a) - (d - 1)
+        V g_0``. Returns the rows ``V e_a(v)`` of every axis stacked (the constant folded into the
+        first axis's), and where each axis's rows start: a cell's modulation is the sum of its axes'
+        rows, ``C_l`` rows an axis instead of one a cell (at 1/64 of the box, 193 rows for the ~190K
+        cells one 100x75 image touches)."""
         counts = self._counts(level)
-        points = torch.zeros(sum(counts), self.in_dim, dtype=dtype, device=device)
+        cells = torch.zeros(sum(counts) + 1, self.in_dim, dtype=torch.long, device=device)  # last: cell 0
         first = 0
         for axis, n in enumerate(counts):
-            points[first : first + n, axis] = (torch.arange(n, dtype=dtype, device=device) + 0.5) / n
+            cells[first : first + n, axis] = torch.arange(n, device=device)
             first += n
         modulator = self.modulators[level - 1]
-        rows = modulator(self.encodings[level](torch.cat([points, points.new_zeros(1, self.in_dim)])))
+        rows = modulator(self._cell_input(cells, level, dtype))
         self.shared_macs += modulator.macs_per_sample() * len(rows)
         tables = torch.cat([rows[: counts[0]] - (self.in_dim - 1) * rows[-1], rows[counts[0] : -1]])
         offsets = device_constant(tuple(sum(counts[:axis]) for axis in range(len(counts))), device)
