@@ -358,6 +358,27 @@ def test_sharing_benchmark_runs_only_the_last_layers_per_sample_with_warm_tables
     assert "| 8 | 2-2-2-2-2-2-2 |" in report(rows, args, len(positions))
 
 
+def test_sharing_benchmark_on_a_scene_times_whole_renders_of_a_trained_asmr_nerf(tiny_scene, tmp_path):
+    from nerf_loe.benchmarks.sharing import SharingArgs, measure_trained, report_trained
+
+    args = SharingArgs(scene=tiny_scene, steps=3, repeats=1, device="cpu", out=tmp_path / "s")
+    row, calls = measure_trained(4, args)
+    assert row["bases"] == "4-4-8" and row["images"] == len(calls) == 3  # every 8th of 24 views
+    # the trunk sees the early-stopping pre-pass's positions and the shaded samples again; the
+    # recorded calls are those positions
+    assert row["trunk_inputs"] > row["shaded"] > 0
+    assert sum(len(x) for image in calls for x in image) == round(row["trunk_inputs"] * 3)
+    assert all(x.shape[-1] == 3 and 0 <= x.min() and x.max() < 1 for image in calls for x in image)
+    assert row["replay_cold"] > 0 and row["replay_test_set"] > 0
+    for mode in ("direct", "cold", "warm", "test_set"):
+        assert 0 < row[f"trunk_{mode}"] < row[mode]  # the trunk's part of each render
+    # shared: the first layers once per cell; the per-sample part from the layer shapes (relu
+    # backbone: the remainder's encoding, 3 + 6 x 7 bands, and the output layer, at 96 wide)
+    assert (3 + 6 * 7) * 96 + 96 * 16 < row["test_set_macs"] < row["direct_macs"] == 45_664
+    assert 0 < row["psnr"] < 60
+    assert "| 4 | 4-4-8 |" in report_trained([row], args)
+
+
 def test_sharing_benchmark_test_set_views_turn_about_the_vertical_axis():
     from nerf_loe.benchmarks.sharing import SharingArgs, image_positions
 

@@ -11,23 +11,32 @@ another from cold tables, as ``ns-eval`` renders a test set after training (late
 cells they share with earlier ones in the tables). Prints, and writes to ``<out>.md``: seconds
 per image (median of ``repeats``; for the test set, its total over ``views``), executed MACs per
 sample, table memory, and the time ratio to depth 4.
+
+With ``--scene DATASET`` it measures what a user sees instead: asmr-nerf (the shipped config, only
+the bases changed) trains ``steps`` iterations at each depth on the dataset (nerfstudio format),
+then renders its test images as ``ns-eval`` does (occupancy-grid marching, the density pre-pass of
+early stopping, heads, compositing), direct, cold, warm and as a test set; it reports seconds per
+image, the trunk's share of them (timed around its calls), its inputs and MACs per image, and the
+test PSNR. Sample positions then follow the trained scene (surfaces, a fine step along each ray)
+rather than fill the box.
 """
 
 from __future__ import annotations
 
 import math
 import statistics
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import tyro
 
-from nerf_loe.benchmarks import beside, report_head
+from nerf_loe.benchmarks import beside, in_fresh_process, report_head
 from nerf_loe.benchmarks.timing import Stopwatch
 from nerf_loe.compat.allocator import tune_cpu_allocator
 from nerf_loe.components.asmr import ASMR, Backbone
-from nerf_loe.errors import install_excepthook
+from nerf_loe.errors import ConfigError, install_excepthook
 from nerf_loe.models.asmr_model import ASMRModelConfig
 
 RESULTS = Path(__file__).parent / "results"
@@ -56,6 +65,14 @@ class SharingArgs:
     views: int = 8
     """Images in the test-set sequence (cameras every 360/views degrees around the box's vertical
     axis)."""
+    scene: Path | None = None
+    """A dataset (nerfstudio format): time full renders of asmr-nerf trained on it at each depth
+    instead of the trunk on synthetic positions (``image``, ``samples``, ``chunk``, ``views``,
+    ``width``, ``fine_dim``, ``backbone`` then come from the data and the shipped config)."""
+    steps: int = 1000
+    """With ``scene``: training iterations per depth."""
+    seed: int = 42
+    """With ``scene``: the training seed."""
     device: str = "cuda" if torch.cuda.is_available() else "cpu"
     out: Path = RESULTS / "sharing_cpu"
 
@@ -170,12 +187,210 @@ def report(rows: list[dict], args: SharingArgs, samples: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+class _TrunkClock:
+    """Seconds spent inside a module's forward calls, the inputs it received, and while
+    ``recorded`` is a list, the inputs themselves (one tensor a call)."""
+
+    def __init__(self, module: torch.nn.Module, cuda: bool) -> None:
+        self.watch, self.inputs = Stopwatch(cuda), 0
+        self.recorded: list[torch.Tensor] | None = None
+        self._hooks = [
+            module.register_forward_pre_hook(self._enter),
+            module.register_forward_hook(self._exit),
+        ]
+
+    def _enter(self, module: torch.nn.Module, inputs: tuple) -> None:
+        self.inputs += inputs[0].numel() // inputs[0].shape[-1]
+        if self.recorded is not None:
+            self.recorded.append(inputs[0].detach().cpu().clone())
+        self.watch.__enter__()
+
+    def _exit(self, *_: object) -> None:
+        self.watch.__exit__()
+
+    def reset(self) -> None:
+        self.watch.seconds, self.inputs = 0.0, 0
+
+    def remove(self) -> None:
+        """Stop watching the module."""
+        for hook in self._hooks:
+            hook.remove()
+
+
+Calls = list[list[torch.Tensor]]
+"""Per test image, the positions of each trunk call its render made, in order."""
+
+
+def measure_trained(depth: int, args: SharingArgs, replay: Calls | None = None) -> tuple[dict, Calls]:
+    """Train asmr-nerf at ``depth`` on ``args.scene``, then time renders of its test images (the
+    worker of :func:`main` with ``--scene``, run in a fresh process per depth). The trunk alone is
+    also timed on ``replay``, another depth's recorded trunk calls (its own if None), so trunks
+    of different depths compare on the same positions; returns the row and its own calls."""
+    from nerf_loe.benchmarks.methods import BenchmarkArgs, setup_trainer, train_step
+
+    bases = ",".join("x".join([str(b)] * 3) for b in BASES[depth])
+    bench = BenchmarkArgs(
+        scenes=(args.scene,),
+        dataparser="nerfstudio",
+        set=(f"bases={bases}",),
+        max_steps=args.steps,
+        seed=args.seed,
+        device=args.device,
+    )
+    with tempfile.TemporaryDirectory(prefix="nerf_loe_sharing_") as tmp:
+        trainer = setup_trainer("asmr-nerf", args.scene, bench, Path(tmp))
+        for step in range(args.steps):
+            train_step(trainer, step)
+            if (step + 1) % 250 == 0:
+                print(f"depth {depth}: step {step + 1}/{args.steps}", flush=True)
+        pipeline = trainer.pipeline
+        pipeline.eval()
+        model, dataset = pipeline.model, pipeline.datamanager.eval_dataset
+        trunk, cuda = model.field.trunk, args.device == "cuda"
+        cameras = dataset.cameras.to(model.device)
+        clock = _TrunkClock(trunk, cuda)
+
+        def render(i: int) -> tuple[float, dict]:
+            with torch.no_grad(), Stopwatch(cuda) as watch:
+                outputs = model.get_outputs_for_camera(cameras[i : i + 1])
+            return watch.seconds, outputs
+
+        images = range(len(dataset))
+        times: dict[str, list[float]] = {k: [] for k in ("direct", "cold", "warm", "test_set")}
+        trunk_s: dict[str, list[float]] = {k: [] for k in times}
+        for _ in range(args.repeats):
+            # direct: every layer per sample
+            model.set_sharing(False)
+            clock.reset()
+            times["direct"].append(sum(render(i)[0] for i in images) / len(images))
+            trunk_s["direct"].append(clock.watch.seconds / len(images))
+            model.set_sharing(True)
+            # cold: each image from empty tables; warm: the same image again
+            cold = warm = cold_trunk = warm_trunk = 0.0
+            trunk.reset_counters()
+            for i in images:
+                trunk.invalidate_tables()
+                clock.reset()
+                cold += render(i)[0]
+                cold_trunk += clock.watch.seconds
+                clock.reset()
+                warm += render(i)[0]
+                warm_trunk += clock.watch.seconds
+            times["cold"].append(cold / len(images))
+            times["warm"].append(warm / len(images))
+            trunk_s["cold"].append(cold_trunk / len(images))
+            trunk_s["warm"].append(warm_trunk / len(images))
+            # test set: empty tables once, then every image in turn (ns-eval)
+            trunk.invalidate_tables()
+            trunk.reset_counters()
+            clock.reset()
+            times["test_set"].append(sum(render(i)[0] for i in images) / len(images))
+            trunk_s["test_set"].append(clock.watch.seconds / len(images))
+            test_set_macs = trunk.shared_macs_per_sample()
+        trunk.invalidate_tables()
+        trunk.reset_counters()
+        clock.reset()
+        psnrs, shaded, calls = [], 0, []
+        for i in images:
+            clock.recorded = []
+            outputs = render(i)[1]
+            calls.append(clock.recorded)
+            shaded += int(outputs["num_samples_per_ray"].sum())
+            batch = {"image": dataset[i]["image"].to(model.device)}
+            psnrs.append(float(model.get_image_metrics_and_images(outputs, batch)[0]["psnr"]))
+        clock.remove()
+        trunk_inputs = clock.inputs / len(images)
+        replayed = _replay(trunk, calls if replay is None else replay, args)
+    row = {k: statistics.median(v) for k, v in times.items()}
+    row.update({f"trunk_{k}": statistics.median(v) for k, v in trunk_s.items()})
+    row.update({f"replay_{k}": v for k, v in replayed.items()})
+    row.update(
+        depth=depth,
+        bases="-".join(map(str, BASES[depth])),
+        psnr=statistics.mean(psnrs),
+        images=len(images),
+        trunk_inputs=trunk_inputs,
+        shaded=shaded / len(images),
+        direct_macs=trunk.macs_per_sample(),
+        test_set_macs=test_set_macs,
+    )
+    print(row, flush=True)
+    return row, calls
+
+
+def _replay(trunk: torch.nn.Module, calls: Calls, args: SharingArgs) -> dict[str, float]:
+    """Seconds per image for the trunk alone on recorded calls without gradients (median of
+    ``repeats``): cold (empty tables before each image) and as a test set (empty once)."""
+    calls = [[x.to(args.device) for x in image] for image in calls]
+    cuda = args.device == "cuda"
+    times: dict[str, list[float]] = {"cold": [], "test_set": []}
+    for _ in range(args.repeats):
+        cold, test_set = Stopwatch(cuda), Stopwatch(cuda)
+        for image in calls:
+            trunk.invalidate_tables()
+            with torch.no_grad(), cold:
+                for x in image:
+                    trunk(x)
+        trunk.invalidate_tables()
+        for image in calls:
+            with torch.no_grad(), test_set:
+                for x in image:
+                    trunk(x)
+        times["cold"].append(cold.seconds / len(calls))
+        times["test_set"].append(test_set.seconds / len(calls))
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def report_trained(rows: list[dict], args: SharingArgs) -> str:
+    base = rows[0]
+    title = f"ASMR activation sharing: asmr-nerf render time per test image against depth, {args.device}"
+    lines = [
+        *report_head(title, "python -m nerf_loe.benchmarks.sharing"),
+        "",
+        f"{args.scene.name}, {base['images']} test images; asmr-nerf as shipped but for its bases "
+        f"(finest cell 1/128 of the box per axis), trained {args.steps} steps at each depth (seed "
+        f"{args.seed}); seconds per image, median of {args.repeats} passes over the test images: "
+        "whole renders (marching, density pre-pass, heads, compositing), in brackets the trunk's "
+        "part. Cold: each image from empty tables; warm: the same image again; test set: empty "
+        "tables once, then the images in turn (ns-eval). Trunk inputs: positions the trunk "
+        "evaluated per image (pre-pass and shading); shaded: samples composited. Each depth's model "
+        "marches its own samples; the replay columns time the trunk alone on the positions of "
+        f"depth {base['depth']}'s renders (the same calls for every depth).",
+        "",
+        "| depth | bases per axis | test PSNR | trunk inputs / shaded per image | direct s | shared cold s "
+        "| shared warm s | test set s | cold / depth 4 | test set / depth 4 | replay cold s (/ depth 4) "
+        "| replay test set s (/ depth 4) | MACs/sample direct / test set |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        renders = [f"{r[k]:.3f} ({r['trunk_' + k]:.3f})" for k in ("direct", "cold", "warm", "test_set")]
+        replays = [
+            f"{r['replay_' + k]:.3f} ({r['replay_' + k] / base['replay_' + k]:.2f})"
+            for k in ("cold", "test_set")
+        ]
+        lines.append(
+            f"| {r['depth']} | {r['bases']} | {r['psnr']:.2f} "
+            f"| {r['trunk_inputs']:,.0f} / {r['shaded']:,.0f} | {' | '.join(renders)} "
+            f"| {r['cold'] / base['cold']:.2f} | {r['test_set'] / base['test_set']:.2f} "
+            f"| {' | '.join(replays)} | {r['direct_macs']:,d} / {r['test_set_macs']:,.0f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     install_excepthook()
     tune_cpu_allocator()  # as ns-train has it (the plugin's compat fixes)
     args = tyro.cli(SharingArgs)
-    rows = measure(args)
-    text = report(rows, args, math.prod(args.image) * args.samples)
+    if args.scene is not None:
+        if not args.scene.is_dir():
+            raise ConfigError(f"--scene {args.scene}: no such dataset folder")
+        first, *others = BASES
+        row, calls = in_fresh_process(measure_trained, first, args)  # depth 4's calls serve all
+        rows = [row] + [in_fresh_process(measure_trained, depth, args, calls)[0] for depth in others]
+        text = report_trained(rows, args)
+    else:
+        rows = measure(args)
+        text = report(rows, args, math.prod(args.image) * args.samples)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     beside(args.out, ".md").write_text(text)
     print(text)
