@@ -16,7 +16,8 @@ With ``--scene DATASET`` it measures what a user sees instead: asmr-nerf (the sh
 the bases changed) trains ``steps`` iterations at each depth on the dataset (nerfstudio format),
 then renders its test images as ``ns-eval`` does (occupancy-grid marching, the density pre-pass of
 early stopping, heads, compositing), direct, cold, warm and as a test set; it reports seconds per
-image, the trunk's share of them (timed around its calls), its inputs and MACs per image, and the
+image, the trunk's share of them (timed around its calls: on CUDA the clock synchronises the device
+around each trunk call, which the renders' times include), its inputs and MACs per image, and the
 test PSNR. Sample positions then follow the trained scene (surfaces, a fine step along each ray)
 rather than fill the box.
 """
