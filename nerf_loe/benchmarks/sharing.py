@@ -268,7 +268,6 @@ def measure_trained(depth: int, args: SharingArgs, replay: Calls | None = None) 
             model.set_sharing(True)
             # cold: each image from empty tables; warm: the same image again
             cold = warm = cold_trunk = warm_trunk = 0.0
-            trunk.reset_counters()
             for i in images:
                 trunk.invalidate_tables()
                 clock.reset()
@@ -289,7 +288,6 @@ def measure_trained(depth: int, args: SharingArgs, replay: Calls | None = None) 
             trunk_s["test_set"].append(clock.watch.seconds / len(images))
             test_set_macs = trunk.shared_macs_per_sample()
         trunk.invalidate_tables()
-        trunk.reset_counters()
         clock.reset()
         psnrs, shaded, calls = [], 0, []
         for i in images:
