@@ -31,6 +31,16 @@ class ASMRModelConfig(FieldModelConfig):
     level, then the position inside the finest cell, modulates one more: as many hidden layers as
     levels (here 4), then the output layer. Cells per axis at level l: the product of the bases up
     to l (here 2, 8, 32, 128)."""
+    density_bias: float = -2.0
+    """As for every method (empty space starts at density ~exp(density_bias) per scene-box side), but
+    lower: the box starts clear (a ray across it keeps ~87% of its light, against ~48% at the other
+    methods' -0.3). At -0.3 some seeds' first ~50 steps raise the density everywhere and the box
+    turns opaque, its walls painted with the scene (chess2, seed 45: the grid 100% occupied for 600
+    steps, 14.33 dB there), or fill it with fog (seed 43: 36 samples shaded a ray by step 400). At
+    -2, after 600 steps: seed 45 21.65 dB, seed 43 21.81 at 12.5 samples a ray
+    (results/training_profile_chess2_cpu_asmr{,_bias2}_seed4{3,5}.md); 300 s, seeds 42-46: 23.64-23.98
+    dB (median 23.70, 1.15-1.27x mlp-nerf's steps) where -0.3 gave 21.85-23.72 (median 23.63);
+    mlp-nerf 23.85-24.28 (results/asmr_bias2_chess2_300s_seed4*.md, asmr_axis_chess2_300s*.md)."""
     hidden_dim: int = 128
     """Width of the backbone."""
     fine_dim: int = 96
