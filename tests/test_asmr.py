@@ -532,7 +532,7 @@ def test_asmr_nerf_starts_with_a_clear_scene_box():
         torch.manual_seed(0)
         field = config.setup(scene_box=box, num_train_data=1, metadata={}).field
         starts = torch.rand(64, 3) * 2 - 1
-        starts[:, 0] = -1.0  # chords from the x = -1 face to the x = +1 face, 2 units long
+        starts[:, 0] = -1.0  # chords from the x = -1 face to the x = +1 face
         ends = torch.rand(64, 3) * 2 - 1
         ends[:, 0] = 1.0
         t = (torch.arange(400) + 0.5) / 400

@@ -33,7 +33,7 @@ class ASMRModelConfig(FieldModelConfig):
     to l (here 2, 8, 32, 128)."""
     density_bias: float = -2.0
     """As for every method (empty space starts at density ~exp(density_bias) per scene-box side), but
-    lower: the box starts clear (a ray across it keeps ~87% of its light, against ~48% at the other
+    lower: the box starts clear (a ray across it keeps ~85% of its light, against ~41% at the other
     methods' -0.3). At -0.3 some seeds' first ~50 steps raise the density everywhere and the box
     turns opaque, its walls painted with the scene (chess2, seed 45: the grid 100% occupied for 600
     steps, 14.33 dB there), or fill it with fog (seed 43: 36 samples shaded a ray by step 400). At
