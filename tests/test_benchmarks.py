@@ -326,6 +326,39 @@ def test_a_stored_run_is_reused_by_another_process(tmp_path):
     assert in_fresh_process(_settings, args, scene, "mlp-nerf") == _settings(args, scene, "mlp-nerf")
 
 
+def test_a_run_in_a_fresh_process_ends_when_its_benchmark_is_killed():
+    """``kill`` on a benchmark (SIGTERM to the parent alone) must not leave its run training."""
+    import contextlib
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    script = (
+        "import time; from nerf_loe.benchmarks import in_fresh_process; in_fresh_process(time.sleep, 120)"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script])
+    workers: list[psutil.Process] = []
+    try:
+        deadline = time.monotonic() + 60
+        while not workers and time.monotonic() < deadline:
+            time.sleep(0.2)
+            children = psutil.Process(parent.pid).children()
+            workers = [c for c in children if "spawn_main" in " ".join(c.cmdline())]
+        assert len(workers) == 1, "the worker process never started"
+        parent.send_signal(signal.SIGTERM)
+        parent.wait(10)
+        _, alive = psutil.wait_procs(workers, timeout=10)
+        assert not alive, "the worker outlived its benchmark"
+    finally:
+        parent.kill()
+        for worker in workers:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                worker.kill()
+
+
 @pytest.mark.parametrize(("backbone", "remainder_inputs"), [("siren", 3), ("relu", 3 + 2 * 3 * 5)])
 def test_sharing_benchmark_runs_only_the_last_layers_per_sample_with_warm_tables(
     tmp_path, backbone, remainder_inputs

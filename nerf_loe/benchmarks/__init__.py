@@ -1,8 +1,11 @@
 """On-demand benchmarks (scripts that print figures; results live in nerf_loe/benchmarks/results)."""
 
 import multiprocessing
+import os
 import shlex
 import sys
+import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -37,8 +40,23 @@ def report_head(title: str, program: str, detail: str = "") -> list[str]:
     return [f"# {title}", "", f"Command: `{invocation(program)}`{detail}"]
 
 
+def _exit_with(parent: int) -> None:
+    """In a spawned worker: exit as soon as ``parent`` is gone. A benchmark stopped with
+    ``kill`` (SIGTERM reaches only the parent, unlike Ctrl-C) would otherwise leave its run
+    training on, unseen, and void the timings of whatever runs next."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def in_fresh_process(function: Callable[..., T], *args: object) -> T:
     """``function(*args)`` in a newly spawned Python process: each run gets its own memory peak
-    and no state (seeds, caches, compiled kernels) left by an earlier one."""
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+    and no state (seeds, caches, compiled kernels) left by an earlier one. The process ends with
+    this one."""
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(1, mp_context=context, initializer=_exit_with, initargs=(os.getpid(),)) as pool:
         return pool.submit(function, *args).result()
