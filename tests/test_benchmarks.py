@@ -388,6 +388,16 @@ def test_sharing_benchmark_runs_only_the_last_layers_per_sample_with_warm_tables
         assert r["warm_macs"] == remainder_inputs * 4 + 4 * 16
         # the test set starts cold, and its later images find the cells they share with earlier ones
         assert r["warm_macs"] < r["test_set_macs"] < r["cold_macs"]
+        # cells a position, by level, against a count of the distinct per-axis cells in Python
+        levels, scale = [], 1
+        for b in map(int, r["bases"].split("-")):
+            scale *= b
+            levels.append(scale)  # cells per axis at each level, 4-16-128 at depth 4
+        expected = [
+            len(set(map(tuple, (positions.double() * c).floor().long().tolist()))) / len(positions)
+            for c in levels
+        ]
+        assert r["cells"] == pytest.approx(expected)
     assert "| 8 | 2-2-2-2-2-2-2 |" in report(rows, args, len(positions))
 
 

@@ -104,6 +104,16 @@ def render(net: ASMR, positions: torch.Tensor, chunk: int, shared: bool) -> floa
     return watch.seconds
 
 
+def cells_per_position(net: ASMR, positions: torch.Tensor) -> list[float]:
+    """Per level, the distinct cells among ``positions`` per position: the rows a cold shared pass
+    evaluates at that level for each input (near 1: nothing left to share there, whatever the
+    implementation; samples on rays touch cells in proportion to the resolution, not its cube)."""
+    return [
+        torch.unique(net.region_ids(positions, level)).numel() / len(positions)
+        for level in range(net.num_levels)
+    ]
+
+
 def measure(args: SharingArgs) -> list[dict]:
     positions = image_positions(args).to(args.device)
     test_set = [
@@ -150,6 +160,7 @@ def measure(args: SharingArgs) -> list[dict]:
             warm_macs=warm_macs,
             test_set_macs=test_set_macs,
             table_mib=net.table_bytes() / 2**20,
+            cells=cells_per_position(net, positions),
         )
         rows.append(row)
         print(row, flush=True)
@@ -171,19 +182,23 @@ def report(rows: list[dict], args: SharingArgs, samples: int) -> str:
         f"{samples:,d} positions ({args.samples} per ray), chunks of {args.chunk:,d}; "
         f"median of {args.repeats} runs. Cold: tables rebuilt (first render after a parameter "
         "change); warm: the next render; test set: "
-        f"{args.views} views around the box rendered in turn from cold tables, seconds per image.",
+        f"{args.views} views around the box rendered in turn from cold tables, seconds per image. "
+        "Cells a position, by level: the distinct cells of each level among the image's positions, "
+        "per position (what a cold pass evaluates at that level for each sample; near 1, no "
+        "implementation can share).",
         "",
         "| depth | bases per axis | direct s | shared cold s | shared warm s | cold / depth 4 "
         "| warm / depth 4 | test set s | test set / depth 4 | MACs/sample direct | cold | warm | test set "
-        "| tables MiB |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| tables MiB | cells a position, by level |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['depth']} | {r['bases']} | {r['direct']:.3f} | {r['cold']:.3f} | {r['warm']:.3f} "
             f"| {r['cold'] / base['cold']:.2f} | {r['warm'] / base['warm']:.2f} | {r['test_set']:.3f} "
             f"| {r['test_set'] / base['test_set']:.2f} | {r['direct_macs']:,d} | {r['cold_macs']:,.0f} "
-            f"| {r['warm_macs']:,.0f} | {r['test_set_macs']:,.0f} | {r['table_mib']:.1f} |"
+            f"| {r['warm_macs']:,.0f} | {r['test_set_macs']:,.0f} | {r['table_mib']:.1f} "
+            f"| {' '.join(f'{c:.2f}' for c in r['cells'])} |"
         )
     return "\n".join(lines) + "\n"
 
