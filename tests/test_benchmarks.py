@@ -518,3 +518,22 @@ def test_optimizer_benchmark_times_every_implementation_on_the_methods_own_param
     assert sum(p.numel() for p in loe) - sum(p.numel() for p in mlp) == banks
     times = time_steps(mlp, repeats=2, lr=1e-3)
     assert set(times) == {"default", "foreach", "fused"} and all(t > 0 for t in times.values())
+
+
+def test_asmr_tables_trade_table_memory_and_macs_for_the_same_picture(tiny_scene):
+    from nerf_loe.benchmarks.asmr_tables import TablesArgs, compare_tables
+
+    # cells per axis 2, 4, 16: levels of 8, 64 and 4096 cells, all complete under 4096, none under 0
+    args = TablesArgs(
+        scene=tiny_scene,
+        steps=20,
+        dense_cells=(4096, 0),
+        repeats=1,
+        set=("bases=2x2x2,2x2x2,4x4x4", "hidden_dim=16", "fine_dim=8"),
+    )
+    complete, touched = compare_tables(args)
+    assert [complete["dense_cells"], touched["dense_cells"]] == [4096, 0]
+    assert abs(complete["psnr"] - touched["psnr"]) < 1e-4  # sharing is exact either way
+    # complete tables: 8 and 64 rows 16 wide (the hidden layers), 4096 rows 8 wide (the last), float32
+    assert complete["table_mb"] * 2**20 == (8 * 16 + 64 * 16 + 4096 * 8) * 4
+    assert touched["macs"] < complete["macs"]

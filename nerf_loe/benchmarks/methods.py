@@ -291,7 +291,9 @@ def _middle_test_view(pipeline) -> tuple[np.ndarray, np.ndarray, float, float | 
     return target, rgb, watch.seconds, counted() if counted is not None else None
 
 
-def _evaluate(pipeline, step: int, train_s: float, train_views: int) -> EvalPoint:
+def evaluate(pipeline, step: int, train_s: float, train_views: int) -> EvalPoint:
+    """Test-set PSNR and SSIM, the mean PSNR of ``train_views`` training views, and for a sharing
+    trunk the field's MACs executed per sample over the test set, counted from empty tables."""
     pipeline.eval()
     trunk = _sharing_trunk(pipeline.model)
     counted = _count_shared_macs(pipeline.model, trunk) if trunk is not None else None
@@ -379,10 +381,10 @@ def _train_and_measure(method: str, scene: Path, args: BenchmarkArgs, output_dir
         step += 1
         if (checkpoints and train_s >= checkpoints[0]) or step == args.equal_steps or step in args.eval_steps:
             checkpoints = [c for c in checkpoints if c > train_s]  # one evaluation for all passed
-            curve.append(_evaluate(pipeline, step, train_s, args.train_views))
+            curve.append(evaluate(pipeline, step, train_s, args.train_views))
             print(f"{method}: step {step}, {train_s:.0f} s, test PSNR {curve[-1].psnr:.2f} dB", flush=True)
     if not curve or curve[-1].step != step:
-        curve.append(_evaluate(pipeline, step, train_s, args.train_views))
+        curve.append(evaluate(pipeline, step, train_s, args.train_views))
     target, view, render_s, render_macs = _middle_test_view(pipeline)
 
     if args.device == "cuda":

@@ -29,7 +29,7 @@ from nerf_loe.benchmarks import beside, in_fresh_process, report_head, write_ato
 from nerf_loe.benchmarks.methods import (
     RESULTS,
     BenchmarkArgs,
-    _evaluate,
+    evaluate,
     method_config_key,
     setup_trainer,
     train_step,
@@ -106,7 +106,7 @@ def _run(method: str, variant: str, seed: int, target: float | None, args: Teach
             with clock:
                 train_step(trainer, step)
             if (step + 1) % args.eval_every == 0 or step + 1 == last:
-                point = _evaluate(trainer.pipeline, step + 1, clock.seconds, 0)
+                point = evaluate(trainer.pipeline, step + 1, clock.seconds, 0)
                 run.curve.append((step + 1, clock.seconds, point.psnr))
                 name = f"{method} {variant} seed {seed}"
                 print(f"{name}: step {step + 1}, {clock.seconds:.0f} s, {point.psnr:.2f} dB", flush=True)

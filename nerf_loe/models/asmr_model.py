@@ -87,10 +87,14 @@ class ASMRModelConfig(FieldModelConfig):
     viewer, the grid's density queries); never. Both sharing modes give identical results. chess2,
     600 s on the CPU: always reaches step 1000 in 414 s against 583 s, and 22.66 dB against 21.87
     (results/asmr_fine64_{always_,}chess2_600s.md)."""
-    dense_cells: int = 1 << 15
+    dense_cells: int = 1 << 12
     """Levels with at most this many cells keep a complete activation table while rendering in
-    evaluation (in training, where every step changes the parameters, no-grad passes compute the
-    cells they touch: chess2, 8% less time a sample)."""
+    evaluation; finer ones (from 32^3 cells with the default bases) compute only the cells the renders
+    touch, and keep them (in training, where every step changes the parameters, no-grad passes
+    compute the cells they touch: chess2, 8% less time a sample). A complete 32^3 table costs more
+    than a test set touches where samples are few: after 1500 steps, MACs a sample over the test set
+    with 32768 / 4096 dense cells, lamppost 11,498 / 10,749 (-6.5%), chess2 10,652 / 10,477, the
+    test set's time within 2% (results/asmr_tables_{lamppost,chess2}.md)."""
     lazy_cells: int = 1 << 19
     """Finer levels cache at most this many touched cells each while rendering (0: no cache)."""
 
