@@ -1,5 +1,6 @@
 """On-demand benchmarks (scripts that print figures; results live in nerf_loe/benchmarks/results)."""
 
+import json
 import multiprocessing
 import os
 import shlex
@@ -26,6 +27,14 @@ def write_atomically(path: Path, data: bytes) -> None:
     temporary = beside(path, ".tmp")
     temporary.write_bytes(data)
     temporary.replace(path)
+
+
+def save_report(out: Path, text: str, payload: object | None = None) -> None:
+    """Write a benchmark's ``<out>.md`` (``text``) and, given a ``payload``, ``<out>.json``, each
+    atomically, creating the results folder."""
+    write_atomically(beside(out, ".md"), text.encode())
+    if payload is not None:
+        write_atomically(beside(out, ".json"), json.dumps(payload, indent=1, default=str).encode())
 
 
 def invocation(program: str) -> str:

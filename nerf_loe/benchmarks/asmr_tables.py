@@ -21,7 +21,7 @@ from typing import Literal
 import torch
 import tyro
 
-from nerf_loe.benchmarks import beside, report_head
+from nerf_loe.benchmarks import report_head, save_report
 from nerf_loe.benchmarks.methods import RESULTS, BenchmarkArgs, evaluate, setup_trainer, train_step
 from nerf_loe.errors import ConfigError, install_excepthook
 
@@ -86,8 +86,7 @@ def main() -> None:
         ),
         "",
     ]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    beside(args.out, ".md").write_text("\n".join(lines))
+    save_report(args.out, "\n".join(lines))
     print("\n".join(lines))
 
 

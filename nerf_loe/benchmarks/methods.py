@@ -35,7 +35,14 @@ import torch
 import tyro
 from torch import nn
 
-from nerf_loe.benchmarks import beside, in_fresh_process, invocation, report_head, write_atomically
+from nerf_loe.benchmarks import (
+    beside,
+    in_fresh_process,
+    invocation,
+    report_head,
+    save_report,
+    write_atomically,
+)
 from nerf_loe.benchmarks.timing import Stopwatch
 from nerf_loe.errors import ConfigError, install_excepthook
 
@@ -558,7 +565,6 @@ def load_run(path: Path, args: BenchmarkArgs, scene: Path, method: str) -> Metho
 def write_report(results: list[MethodResult], args: BenchmarkArgs, scenes: list[Path]) -> str:
     """Write ``<out>.md`` (summary and per-scene tables, with the command), ``<out>.json``,
     ``<out>.png`` (PSNR curves) and ``<out>_views.png`` (one test view per scene and method)."""
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     limit = f"{args.budget_s:.0f} s"
     if args.max_steps != BenchmarkArgs.max_steps:
         limit += f" or {args.max_steps} steps"
@@ -577,14 +583,13 @@ def write_report(results: list[MethodResult], args: BenchmarkArgs, scenes: list[
         f"![test views]({args.out.name}_views.png)",
     ]
     text = "\n\n".join(part for part in sections if part) + "\n"
-    beside(args.out, ".md").write_text(text)
     images = ("view", "target")  # in the PNG grid, not in the JSON
     payload = {
         "command": invocation(PROGRAM),
         "scenes": [str(scene) for scene in scenes],
         "results": [{k: v for k, v in asdict(r).items() if k not in images} for r in results],
     }
-    beside(args.out, ".json").write_text(json.dumps(payload, indent=1, default=str))
+    save_report(args.out, text, payload)
     plot(results, beside(args.out, ".png"), title)
     view_grid(results, args.out.parent / f"{args.out.name}_views.png")
     print(text)

@@ -17,7 +17,7 @@ import torch
 import tyro
 from nerfstudio.data.scene_box import SceneBox
 
-from nerf_loe.benchmarks import beside, report_head, write_atomically
+from nerf_loe.benchmarks import report_head, save_report
 from nerf_loe.benchmarks.methods import RESULTS
 from nerf_loe.benchmarks.timing import Stopwatch
 from nerf_loe.compat.allocator import tune_cpu_allocator
@@ -94,8 +94,7 @@ def main() -> None:
         lines.append(f"| {method} | {n:,} | {cells} | {times['default'] / times['fused']:.1f}x |")
         print(lines[-1], flush=True)
     print("\n".join(lines))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    write_atomically(beside(args.out, ".md"), ("\n".join(lines) + "\n").encode())
+    save_report(args.out, "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ pixel is one finest cell (no remainder input), digits normalised to [0, 1].
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -25,7 +24,7 @@ import tyro
 from jaxtyping import Float
 from torch import Tensor, nn
 
-from nerf_loe.benchmarks import beside, invocation, report_head
+from nerf_loe.benchmarks import invocation, report_head, save_report
 from nerf_loe.compat.allocator import tune_cpu_allocator
 from nerf_loe.components.asmr import ASMR, Modulator, Sharing
 from nerf_loe.components.siren import Siren
@@ -187,14 +186,7 @@ def main() -> None:
     args = tyro.cli(RasterArgs)
     rows = run(args)
     text = report(rows, args)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    beside(args.out, ".md").write_text(text)
-    payload = {
-        "command": invocation(PROGRAM),
-        "args": asdict(args),
-        "results": rows,
-    }
-    beside(args.out, ".json").write_text(json.dumps(payload, indent=1, default=str))
+    save_report(args.out, text, {"command": invocation(PROGRAM), "args": asdict(args), "results": rows})
     print(text)
 
 

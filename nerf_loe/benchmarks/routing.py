@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 import tyro
 
-from nerf_loe.benchmarks import beside, report_head
+from nerf_loe.benchmarks import report_head, save_report
 from nerf_loe.benchmarks.methods import RESULTS
 from nerf_loe.benchmarks.timing import Stopwatch
 from nerf_loe.compat.allocator import tune_cpu_allocator
@@ -116,8 +116,7 @@ def main() -> None:
             )
             print(lines[-1], flush=True)
     print("\n".join(lines))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    beside(args.out, ".md").write_text("\n".join(lines) + "\n")
+    save_report(args.out, "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 import tyro
 
-from nerf_loe.benchmarks import beside, in_fresh_process, report_head
+from nerf_loe.benchmarks import in_fresh_process, report_head, save_report
 from nerf_loe.benchmarks.timing import Stopwatch
 from nerf_loe.compat.allocator import tune_cpu_allocator
 from nerf_loe.components.asmr import ASMR, Backbone
@@ -405,8 +405,7 @@ def main() -> None:
     else:
         rows = measure(args)
         text = report(rows, args, math.prod(args.image) * args.samples)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    beside(args.out, ".md").write_text(text)
+    save_report(args.out, text)
     print(text)
 
 

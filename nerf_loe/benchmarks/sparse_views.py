@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 import tyro
 
-from nerf_loe.benchmarks import beside, in_fresh_process, invocation, report_head
+from nerf_loe.benchmarks import beside, in_fresh_process, invocation, report_head, save_report
 from nerf_loe.benchmarks.methods import (
     RESULTS,
     BenchmarkArgs,
@@ -267,8 +267,6 @@ def write_report(results: list[tuple[int, MethodResult]], args: SparseViewArgs) 
     lines += ["", f"Middle test view; columns: ground truth, {', '.join(methods)}.", ""]
     lines.append(f"![renders]({args.out.name}_views.png)")
     text = "\n".join(lines) + "\n"
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    beside(args.out, ".md").write_text(text)
     images = ("view", "target")
     payload = {
         "command": invocation(PROGRAM),
@@ -277,7 +275,7 @@ def write_report(results: list[tuple[int, MethodResult]], args: SparseViewArgs) 
             {"views": v, **{k: x for k, x in asdict(r).items() if k not in images}} for v, r in results
         ],
     }
-    beside(args.out, ".json").write_text(json.dumps(payload, indent=1, default=str))
+    save_report(args.out, text, payload)
     view_grid([r for _, r in results], beside(args.out, "_views.png"))  # rows: <scene>_<k>views
     return text
 

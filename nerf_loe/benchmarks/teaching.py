@@ -25,7 +25,7 @@ from typing import Literal
 
 import tyro
 
-from nerf_loe.benchmarks import beside, in_fresh_process, report_head, write_atomically
+from nerf_loe.benchmarks import beside, in_fresh_process, report_head, save_report, write_atomically
 from nerf_loe.benchmarks.methods import (
     RESULTS,
     BenchmarkArgs,
@@ -223,8 +223,7 @@ def main() -> None:
                     targets[seed] = run.curve[-1][2]
                 runs.append(run)
                 text = report(runs, args)
-                beside(args.out, ".md").write_text(text)
-                beside(args.out, ".json").write_text(json.dumps([asdict(r) for r in runs], indent=1))
+                save_report(args.out, text, [asdict(r) for r in runs])
                 plot(runs, beside(args.out, ".png"))
     print(text)
 

@@ -19,7 +19,7 @@ from typing import Literal
 import torch
 import tyro
 
-from nerf_loe.benchmarks import beside, report_head
+from nerf_loe.benchmarks import report_head, save_report
 from nerf_loe.benchmarks.methods import RESULTS, BenchmarkArgs, setup_trainer, train_step
 from nerf_loe.benchmarks.timing import Stopwatch
 from nerf_loe.errors import ConfigError, install_excepthook
@@ -133,8 +133,7 @@ def main() -> None:
             f"| {r['grid_ms']:.0f} | {r['samples_per_ray']:.1f} | {r['occupancy']:.3f} |"
         )
     lines += ["", f"Test PSNR after {rows[-1]['step']} iterations: {rows[-1]['test_psnr']:.2f} dB", ""]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    beside(args.out, ".md").write_text("\n".join(lines))
+    save_report(args.out, "\n".join(lines))
     print("\n".join(lines))
 
 
