@@ -445,6 +445,23 @@ def test_output_stems_keep_their_dots():
     assert beside(Path("plain"), "_views.png") == Path("plain_views.png")
 
 
+def test_a_report_lands_beside_its_stem_in_a_new_folder_with_its_payload(tmp_path):
+    import json
+
+    from nerf_loe.benchmarks import save_report
+
+    stem = tmp_path / "new" / "loe_scale_0.1"
+    save_report(stem, "# title\n", {"psnr": 21.5, "path": tmp_path})
+    assert (tmp_path / "new" / "loe_scale_0.1.md").read_text() == "# title\n"
+    assert json.loads((tmp_path / "new" / "loe_scale_0.1.json").read_text()) == {
+        "psnr": 21.5,
+        "path": str(tmp_path),  # what JSON cannot hold is written as text
+    }
+    save_report(stem, "# second\n")  # a report without a payload leaves the last JSON alone
+    assert (tmp_path / "new" / "loe_scale_0.1.md").read_text() == "# second\n"
+    assert sorted(f.name for f in (tmp_path / "new").iterdir()) == ["loe_scale_0.1.json", "loe_scale_0.1.md"]
+
+
 def test_sparse_view_fits_get_freenerf_by_view_count_and_the_margin_over_the_best_baseline(tmp_path):
     from nerf_loe.benchmarks.sparse_views import SparseViewArgs, comparison, method_args
 
