@@ -544,3 +544,40 @@ def test_asmr_nerf_starts_with_a_clear_scene_box():
 
     assert mean_transmittance(shipped) > 0.8
     assert mean_transmittance(dataclasses.replace(shipped, density_bias=-0.3)) < 0.6
+
+
+def test_released_frequencies_act_as_scaled_weight_columns_and_sharing_stays_exact():
+    """FreeNeRF's mask on every encoding of the relu backbone equals scaling the columns of the
+    weights that read those encodings (layer 0 reads level 0's, modulator k level k+1's or the
+    remainder's) by FreeNeRF's group weights, in nerfstudio's channel layout (sin of every axis and
+    band, axis-major, then cos, then the input); the shared path follows the mask's progress."""
+    from nerf_loe.components.frequency_mask import freenerf_visibility
+
+    torch.manual_seed(5)
+    bases = [(2, 2, 2), (4, 4, 4), (4, 4, 4)]
+    net = ASMR(bases, 16, 2, backbone="relu", frequency_mask=True, dense_cells=512).double().eval()
+    x = torch.rand(2000, 3, dtype=torch.float64)
+    with torch.no_grad():
+        unmasked = net.forward_direct(x)  # progress starts at 1: nothing masked
+        for progress in (0.0, 0.3, 0.8):
+            for mask in net.frequency_masks:
+                mask.progress.fill_(progress)
+            reference = ASMR(bases, 16, 2, backbone="relu", dense_cells=512).double()
+            reference.load_state_dict(net.state_dict(), strict=False)  # same weights, no masks
+            readers = [reference.layers[0].weight] + [m.linear.weight for m in reference.modulators]
+            for encoding, weight in zip(net.encodings, readers, strict=True):
+                bands = encoding.num_frequencies
+                groups = [1 + 2 * k for _ in range(3) for k in range(bands)]  # sin, axis-major
+                groups += [2 + 2 * k for _ in range(3) for k in range(bands)]  # cos
+                groups += [0, 0, 0]  # the input
+                visible = freenerf_visibility(1 + 2 * bands, progress).double()
+                weight.mul_(visible[torch.tensor(groups)])
+            direct = net.forward_direct(x)
+            assert torch.allclose(direct, reference.forward_direct(x), atol=1e-10)
+            assert (net(x) - direct).abs().max() < 1e-10  # tables rebuilt for each progress
+            assert (direct - unmasked).abs().max() > 1e-3
+        for mask in net.frequency_masks:
+            mask.progress.fill_(1.0)
+        assert (net(x) - unmasked).abs().max() < 1e-10
+    with pytest.raises(ConfigError, match="relu backbone"):
+        ASMR(bases, 16, 2, backbone="siren", frequency_mask=True)

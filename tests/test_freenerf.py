@@ -8,10 +8,13 @@ import pytest
 import torch
 from nerfstudio.cameras.rays import RayBundle
 from nerfstudio.data.scene_box import SceneBox
+from nerfstudio.engine.callbacks import TrainingCallbackLocation
 from nerfstudio.field_components.encodings import NeRFEncoding
 
 from nerf_loe.components.frequency_mask import FrequencyMask, freenerf_visibility
 from nerf_loe.errors import ConfigError
+from nerf_loe.models.asmr_model import ASMRModelConfig
+from nerf_loe.models.field_model import FieldModelConfig
 from nerf_loe.models.loe_model import LoEModelConfig
 
 
@@ -53,26 +56,42 @@ def test_visibility_examples():
     assert freenerf_visibility(17, 0.5).sum() == pytest.approx(17 * 0.5 + 1)
 
 
-def _model(**options):
+def _model(config_class=LoEModelConfig, **options):
     torch.manual_seed(0)
     box = SceneBox(aabb=torch.tensor([[-1.0] * 3, [1.0] * 3]))
-    config = LoEModelConfig(banks=("2x2x2", "2x2x2"), hidden_dim=8, **options)
+    sizes = {"banks": ("2x2x2", "2x2x2")} if config_class is LoEModelConfig else {"bases": ("2x2x2", "2x2x2")}
+    config = config_class(hidden_dim=8, **sizes, **options)
     return config.setup(scene_box=box, num_train_data=1, metadata={})
 
 
-def test_frequencies_are_released_over_the_configured_share_of_training():
-    model = _model(frequency_reg_fraction=0.5)
+@pytest.mark.parametrize(("config_class", "encodings"), [(LoEModelConfig, 1), (ASMRModelConfig, 3)])
+def test_frequencies_are_released_over_the_configured_share_of_training(config_class, encodings):
+    """Every mask of the trunk (loe-nerf: its encoding; asmr-nerf: two levels' and the remainder's)
+    follows t / T, T the share of --max-num-iterations."""
+    model = _model(config_class, frequency_reg_fraction=0.5)
     trainer = SimpleNamespace(config=SimpleNamespace(max_num_iterations=200))
     callbacks = model.get_training_callbacks(SimpleNamespace(trainer=trainer))
-    mask = model.field.trunk.frequency_mask
+    masks = {name: m for name, m in model.named_modules() if isinstance(m, FrequencyMask)}
+    assert len(masks) == encodings
     for step, want in [(0, 0.0), (50, 0.5), (100, 1.0), (150, 1.5)]:
         for callback in callbacks:
-            callback.run_callback_at_location(step, callbacks[-1].where_to_run[0])
-        assert float(mask.progress) == pytest.approx(want)
-    assert "field.trunk.frequency_mask.progress" in model.state_dict()  # checkpoints keep the schedule
-    assert _model().field.trunk.frequency_mask is None  # off by default
+            callback.run_callback_at_location(step, TrainingCallbackLocation.BEFORE_TRAIN_ITERATION)
+        assert [float(m.progress) for m in masks.values()] == pytest.approx([want] * encodings)
+    for name in masks:  # checkpoints keep the schedule
+        assert f"{name}.progress" in model.state_dict()
+    assert not any(isinstance(m, FrequencyMask) for m in _model(config_class).modules())  # off by default
     with pytest.raises(ConfigError, match="frequency-reg-fraction 1.5"):
-        LoEModelConfig(frequency_reg_fraction=1.5)
+        config_class(frequency_reg_fraction=1.5)
+
+
+def test_frequency_release_is_refused_where_there_is_no_encoding():
+    with pytest.raises(ConfigError, match="needs --pipeline.model.backbone relu"):
+        ASMRModelConfig(backbone="siren", frequency_reg_fraction=0.5)
+    box = SceneBox(aabb=torch.tensor([[-1.0] * 3, [1.0] * 3]))
+    config = FieldModelConfig(frequency_reg_fraction=0.5)
+    config.make_trunk = lambda out_dim, metadata: torch.nn.Linear(3, out_dim)  # a trunk without one
+    with pytest.raises(ConfigError, match="has no positional encoding to release"):
+        config.setup(scene_box=box, num_train_data=1, metadata={})
 
 
 def test_occlusion_term_is_the_mean_density_of_each_rays_first_steps():

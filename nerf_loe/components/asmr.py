@@ -68,6 +68,7 @@ from nerfstudio.field_components.encodings import NeRFEncoding
 from torch import Tensor, nn
 
 from nerf_loe.components.constants import device_constant
+from nerf_loe.components.frequency_mask import FrequencyMask
 from nerf_loe.components.siren import Siren, siren_init_
 from nerf_loe.components.tiled_mlp import Init
 from nerf_loe.components.tiling import Tiling, flatten_index
@@ -179,6 +180,10 @@ class ASMR(nn.Module):
         fine_dim: width of the last layer (``hidden_dim`` if None). With ``remainder`` it is the
             layer that runs per input after sharing, so its width sets most of what sharing cannot
             remove: its modulator and the output layer; the layers before it keep ``hidden_dim``.
+        frequency_mask: with ``relu``, FreeNeRF's release of every encoding's frequencies
+            (:class:`~nerf_loe.components.frequency_mask.FrequencyMask` after each level's and the
+            remainder's encoding; the model sets their ``progress``). Masking acts per encoded
+            column, so the axis sums and sharing stay exact; the tables follow ``progress``.
     """
 
     def __init__(
@@ -197,6 +202,7 @@ class ASMR(nn.Module):
         remainder_frequencies: int = 8,
         fine_dim: int | None = None,
         init: Init = "kaiming",
+        frequency_mask: bool = False,
     ) -> None:
         super().__init__()
         fine_dim = hidden_dim if fine_dim is None else fine_dim
@@ -221,6 +227,8 @@ class ASMR(nn.Module):
         if backbone not in ("siren", "relu"):
             raise ConfigError(f"ASMR backbone {backbone!r}: choose siren or relu")
         self.backbone = backbone
+        if frequency_mask and backbone != "relu":
+            raise ConfigError("ASMR frequency_mask masks positional encodings: the relu backbone's")
         self.sharing, self.dense_cells, self.lazy_cells = sharing, dense_cells, lazy_cells
         self.num_levels = len(bases)
         depth = self.num_levels - 1 + int(remainder)  # sine layers: one per input after level 0
@@ -228,8 +236,9 @@ class ASMR(nn.Module):
             raise ConfigError("ASMR needs two levels, or one level with remainder=True")
         d = self.in_dim
         widths = [hidden_dim] * (depth - 1) + [fine_dim]  # each layer's output
+        self.frequency_masks: nn.ModuleList | None = None
         if backbone == "relu":
-            self._build_relu(hidden_dim, widths, out_dim, remainder_frequencies, init)
+            self._build_relu(hidden_dim, widths, out_dim, remainder_frequencies, init, frequency_mask)
             return
         self.layers = nn.ModuleList(
             nn.Linear(d if k == 0 else hidden_dim, width) for k, width in enumerate(widths)
@@ -252,7 +261,13 @@ class ASMR(nn.Module):
         self._finish_init()
 
     def _build_relu(
-        self, hidden_dim: int, widths: list[int], out_dim: int, remainder_frequencies: int, init: Init
+        self,
+        hidden_dim: int,
+        widths: list[int],
+        out_dim: int,
+        remainder_frequencies: int,
+        init: Init,
+        frequency_mask: bool,
     ) -> None:
         """The ReLU backbone: an encoding per input (each level's cell centre, the remainder's
         ``x``); its layers He-initialised (``init="kaiming"``) or PyTorch's default, modulators and
@@ -273,6 +288,9 @@ class ASMR(nn.Module):
                 implementation="torch",
             )
             for count, lowest in bands
+        )
+        self.frequency_masks = (
+            nn.ModuleList(FrequencyMask(self.in_dim, count) for count, _ in bands) if frequency_mask else None
         )
         encoded = [e.get_out_dim() for e in self.encodings]
         self.layers = nn.ModuleList(
@@ -312,9 +330,15 @@ class ASMR(nn.Module):
         normalised digit (siren), or the encoded cell centre (relu)."""
         if self.backbone == "relu":
             counts = device_constant(self._counts(level), cells.device, dtype)
-            return self.encodings[level]((cells.to(dtype) + 0.5) / counts)
+            return self._encode(level, (cells.to(dtype) + 0.5) / counts)
         base = device_constant(self.tiling.bank_counts[level], cells.device)
         return self._normalised(cells % base, level, dtype)
+
+    def _encode(self, index: int, u: Float[Tensor, "n d"]) -> Tensor:
+        """Encoding ``index`` (a level's, or the remainder's last) of unit-box positions, masked
+        when the frequencies are being released."""
+        encoded = self.encodings[index](u)
+        return encoded if self.frequency_masks is None else self.frequency_masks[index](encoded)
 
     def _normalised(self, digits: Int[Tensor, "n d"], level: int, dtype: torch.dtype) -> Tensor:
         """``digit``: d / (B - 1) in [0, 1]; ``place``: the digit's place value d / C_l."""
@@ -344,7 +368,7 @@ class ASMR(nn.Module):
         """The last input: the position inside the finest cell (the fraction, or with place values
         its share of ``x``), or with the relu backbone the encoded position."""
         if self.backbone == "relu":
-            return self.encodings[-1](x)
+            return self._encode(len(self.encodings) - 1, x)
         dtype = x.dtype
         fraction = scaled - cells
         if self.digits == "place":
@@ -472,8 +496,9 @@ class ASMR(nn.Module):
         return values
 
     def _check_tables(self) -> None:
-        """Drop the tables when any parameter changed in place since they were built."""
-        version = tuple((p.data_ptr(), p._version) for p in self.parameters())
+        """Drop the tables when any parameter or buffer (a frequency mask's progress) changed in place
+        since they were built."""
+        version = tuple((t.data_ptr(), t._version) for t in (*self.parameters(), *self.buffers()))
         if version != self._tables_version:
             self._tables, self._tables_version = {}, version
 

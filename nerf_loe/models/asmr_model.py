@@ -118,6 +118,11 @@ class ASMRModelConfig(FieldModelConfig):
             raise ConfigError("--pipeline.model.remainder-frequencies must be >= 0")
         if self.dense_cells < 0 or self.lazy_cells < 0:
             raise ConfigError("--pipeline.model.dense-cells and lazy-cells must be >= 0")
+        if self.frequency_reg_fraction > 0 and self.backbone != "relu":
+            raise ConfigError(
+                "--pipeline.model.frequency-reg-fraction releases positional encodings: "
+                "it needs --pipeline.model.backbone relu (the siren reads digits)"
+            )
 
     def make_trunk(self, out_dim: int, metadata: dict) -> nn.Module:
         return ASMR(
@@ -135,6 +140,7 @@ class ASMRModelConfig(FieldModelConfig):
             remainder_frequencies=self.remainder_frequencies,
             fine_dim=self.fine_dim,
             init=self.init,
+            frequency_mask=self.frequency_reg_fraction > 0,
         )
 
 

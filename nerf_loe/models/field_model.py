@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from torch.nn import Parameter
 
 from nerf_loe.compat.lpips import OfflineLPIPS
+from nerf_loe.components.frequency_mask import FrequencyMask
 from nerf_loe.components.implementation import choose_implementation
 from nerf_loe.data.backdrop import over
 from nerf_loe.data.extent import box_outside_cameras
@@ -84,6 +85,11 @@ class FieldModelConfig(ModelConfig):
     shaded a ray against 48.6, 300 s: lamppost 31.54 dB against 30.24, chess2 21.74 against 21.38
     (results/asmr_{distortion_,}{lamppost,chess2,woodbox}_300s.md). The NID methods, measured
     without it, set 0."""
+    frequency_reg_fraction: float = 0.0
+    """FreeNeRF's frequency regularisation: the share of --max-num-iterations over which the trunk's
+    positional encodings release their frequencies, low to high (FreeNeRF: 0.9, 0.7, 0.5 for 3, 6,
+    9 views; 0: off). loe-nerf and its baselines: the position's encoding; asmr-nerf: each level's
+    cell-centre encoding and the remainder's."""
     box_outside_cameras: bool = True
     """Bounded models: when training cameras lie inside the data's scene box (nerfstudio-data puts
     the cameras in [-1, 1], its box), use the cube around the cameras' focus point reaching 0.4 of
@@ -114,6 +120,9 @@ class FieldModelConfig(ModelConfig):
             raise ConfigError("--pipeline.model.occlusion-reg-mult must be >= 0 and occlusion-reg-steps >= 1")
         if self.geo_feat_dim < 1:
             raise ConfigError("--pipeline.model.geo-feat-dim must be >= 1")
+        if not 0.0 <= self.frequency_reg_fraction <= 1.0:
+            share = self.frequency_reg_fraction
+            raise ConfigError(f"--pipeline.model.frequency-reg-fraction {share}: give a share in [0, 1]")
 
 
 def surface_points(rays_o: Tensor, rays_d: Tensor, outputs: dict[str, Tensor]) -> Tensor:
@@ -144,6 +153,12 @@ class FieldModel(Model):
             contract=self.unbounded,
             implementation=choose_implementation(self.kwargs.get("device")),
         )
+        masked = any(isinstance(m, FrequencyMask) for m in self.field.modules())
+        if cfg.frequency_reg_fraction > 0 and not masked:
+            raise ConfigError(
+                f"--pipeline.model.frequency-reg-fraction: {type(self).__name__}'s trunk has no positional "
+                "encoding to release; leave it at 0"
+            )
         self.marcher = cfg.marcher.setup(aabb=aabb.flatten(), unbounded=self.unbounded)
         self.background_kind, colour = self._resolve_background()
         self.register_buffer("background_rgb", torch.tensor(colour))
@@ -191,7 +206,21 @@ class FieldModel(Model):
                 self.marcher.update_grid(step, self.field.density_at)
             self.refresh_grid_view(step)
 
-        return [TrainingCallback([TrainingCallbackLocation.BEFORE_TRAIN_ITERATION], before_step)]
+        callbacks = [TrainingCallback([TrainingCallbackLocation.BEFORE_TRAIN_ITERATION], before_step)]
+        masks = [m for m in self.field.trunk.modules() if isinstance(m, FrequencyMask)]
+        if masks:  # FreeNeRF's schedule: progress t / T over the configured share T of training
+            trainer = training_callback_attributes.trainer
+            total = trainer.config.max_num_iterations if trainer is not None else None
+            if total is None:
+                raise ConfigError("frequency-reg-fraction needs the trainer's --max-num-iterations")
+            span = max(self.config.frequency_reg_fraction * total, 1.0)
+
+            def release(step: int) -> None:
+                for mask in masks:
+                    mask.progress.fill_(step / span)
+
+            callbacks.append(TrainingCallback([TrainingCallbackLocation.BEFORE_TRAIN_ITERATION], release))
+        return callbacks
 
     def viewed_marcher(self) -> GridMarcher:
         """The marcher whose grid the viewer shows."""

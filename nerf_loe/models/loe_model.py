@@ -51,10 +51,6 @@ class LoEModelConfig(FieldModelConfig):
     """With residual_banks: the residuals are used and trained from this training step on; before
     it every layer is its shared matrix, a plain MLP at the MLP's speed (no routing). 0: from the
     start."""
-    frequency_reg_fraction: float = 0.0
-    """FreeNeRF's frequency regularisation: the share of --max-num-iterations over which the
-    encoding's frequencies are released, low to high (FreeNeRF: 0.9, 0.7, 0.5 for 3, 6, 9 views;
-    0: off)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -67,9 +63,6 @@ class LoEModelConfig(FieldModelConfig):
             raise ConfigError(
                 "--pipeline.model.residual-release-step must be >= 0, and > 0 only with residual-banks"
             )
-        if not 0.0 <= self.frequency_reg_fraction <= 1.0:
-            share = self.frequency_reg_fraction
-            raise ConfigError(f"--pipeline.model.frequency-reg-fraction {share}: give a share in [0, 1]")
 
     def make_trunk(self, out_dim: int, metadata: dict) -> nn.Module:
         tiling = Tiling(parse_counts(self.banks, "--pipeline.model.banks"), self.tiling, self.blending)
@@ -87,8 +80,7 @@ class LoEModelConfig(FieldModelConfig):
 
 
 class LoEModel(FieldModel):
-    """The field model with LoE's bank-residual penalty and release, and FreeNeRF's frequency
-    schedule."""
+    """The field model with LoE's bank-residual penalty and release."""
 
     config: LoEModelConfig
 
@@ -108,17 +100,6 @@ class LoEModel(FieldModel):
             callbacks.append(
                 TrainingCallback([TrainingCallbackLocation.BEFORE_TRAIN_ITERATION], release_banks)
             )
-        mask = self.field.trunk.frequency_mask
-        if mask is not None:
-            total = attributes.trainer.config.max_num_iterations if attributes.trainer is not None else None
-            if total is None:
-                raise ConfigError("frequency-reg-fraction needs the trainer's --max-num-iterations")
-            span = max(self.config.frequency_reg_fraction * total, 1.0)
-
-            def release(step: int) -> None:
-                mask.progress.fill_(step / span)
-
-            callbacks.append(TrainingCallback([TrainingCallbackLocation.BEFORE_TRAIN_ITERATION], release))
         return callbacks
 
     def get_loss_dict(self, outputs, batch, metrics_dict=None) -> dict[str, Tensor]:
