@@ -455,6 +455,8 @@ def test_bad_options_are_reported():
         ASMR([(2, 2)], 8, 1, fine_dim=0)
     with pytest.raises(ConfigError, match="lazy_cells"):
         ASMR([(2, 2)], 8, 1, lazy_cells=-1)
+    with pytest.raises(ConfigError, match="cell_jitter must be >= 0"):
+        ASMR([(2, 2)], 8, 1, cell_jitter=-0.5)
     with pytest.raises(ConfigError, match="2-D but positions have 3 coordinates"):
         ASMR([(2, 2)], 8, 1)(torch.rand(5, 3))
 
@@ -513,6 +515,8 @@ def test_asmr_nerf_config_names_the_bad_option():
         ASMRModelConfig(digits="binary")
     with pytest.raises(ConfigError, match="--pipeline.model.bases 4x4: give one 4x4x4"):
         ASMRModelConfig(bases=("4x4",))
+    with pytest.raises(ConfigError, match="--pipeline.model.cell-jitter must be >= 0"):
+        ASMRModelConfig(cell_jitter=-1.0)
 
 
 def test_asmr_nerf_starts_with_a_clear_scene_box():
@@ -581,3 +585,46 @@ def test_released_frequencies_act_as_scaled_weight_columns_and_sharing_stays_exa
         assert (net(x) - unmasked).abs().max() < 1e-10
     with pytest.raises(ConfigError, match="relu backbone"):
         ASMR(bases, 16, 2, backbone="siren", frequency_mask=True)
+
+
+@pytest.mark.parametrize("backbone", ["relu", "siren"])
+def test_cell_jitter_picks_the_neighbour_cell_at_the_box_filters_odds(backbone):
+    """1-D, 8 finest cells. In a training pass with gradients, a position a quarter cell below a
+    border is looked up in the next cell when u ~ U(-s/2, s/2) exceeds 1/4: odds 1/4 at s = 1,
+    none at s = 0.4; a cell centre keeps its cell. The looked-up cell's inputs are then exactly the
+    unjittered ones of the next cell's centre, the remainder's input that of the position itself
+    (relu: its encoding; siren: the offset from the looked-up cell). Without gradients, and in
+    evaluation, nothing moves; the shared path draws the same cells as the direct one."""
+    net = ASMR([(2,), (4,)], 8, 2, backbone=backbone, sharing="always", cell_jitter=1.0, digits="place")
+    n = 4000
+    near = torch.full((n, 1), 2.75 / 8)  # a quarter cell below the border of cells 2 and 3
+    own, nxt = (net.eval().level_inputs(torch.tensor([[v / 8]])) for v in (2.5, 3.5))
+    net.train()
+    for jitter, odds in ((1.0, 0.25), (0.4, 0.0)):
+        net.cell_jitter = jitter
+        torch.manual_seed(0)
+        inputs = net.level_inputs(near)
+        moved = (inputs[1] == nxt[1]).all(-1)
+        assert torch.equal(moved | (inputs[1] == own[1]).all(-1), torch.ones(n, dtype=torch.bool))
+        assert torch.equal(inputs[0], own[0].expand(n, -1))  # level 0 (cell [0, 1/2)) holds both
+        assert abs(moved.double().mean().item() - odds) < 0.03  # binomial sd 0.007 at 1/4
+        if backbone == "relu":  # the encoding of the position itself, jitter or not
+            assert torch.equal(inputs[2], net.eval().level_inputs(near)[2])
+            net.train()
+        else:  # the offset from the looked-up cell, in place value: (2.75 - 2) / 8 or (2.75 - 3) / 8
+            expected = torch.where(moved[:, None], torch.tensor(-0.25 / 8), torch.tensor(0.75 / 8))
+            assert torch.allclose(inputs[2], expected)
+    net.cell_jitter = 1.0
+    centre = torch.full((n, 1), 2.5 / 8)
+    assert torch.equal(net.level_inputs(centre)[1], own[1].expand(n, -1))
+    with torch.no_grad():
+        assert torch.equal(net(near), net.eval()(near))
+    evaluated = net(near)  # evaluation with gradients: every copy in its own cell
+    assert torch.equal(evaluated, evaluated[:1].expand(n, -1))
+    net.train()
+    x = torch.rand(500, 1)
+    torch.manual_seed(1)
+    shared = net(x)
+    torch.manual_seed(1)
+    assert (shared - net.forward_direct(x)).abs().max() < 1e-5
+    assert (shared - net.eval()(x)).abs().max() > 1e-3  # some did move

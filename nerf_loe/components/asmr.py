@@ -184,6 +184,12 @@ class ASMR(nn.Module):
             (:class:`~nerf_loe.components.frequency_mask.FrequencyMask` after each level's and the
             remainder's encoding; the model sets their ``progress``). Masking acts per encoded
             column, so the axis sums and sharing stay exact; the tables follow ``progress``.
+        cell_jitter: in training passes that need gradients, each position's cells are those of
+            ``x + u / C_{L-1}``, ``u ~ U(-s/2, s/2)^d`` (``s`` finest cells), the remainder's input
+            still that of ``x``: a stochastic box filter over neighbouring cells (with ``s = 1`` its
+            mean is their linear interpolation), so training fits the cells' blend and a cell
+            cannot fit the few rays through it alone. Evaluation, and passes without gradients
+            (the renderer's density pre-pass, the grid's updates), look up ``x``'s own cells.
     """
 
     def __init__(
@@ -203,9 +209,13 @@ class ASMR(nn.Module):
         fine_dim: int | None = None,
         init: Init = "kaiming",
         frequency_mask: bool = False,
+        cell_jitter: float = 0.0,
     ) -> None:
         super().__init__()
         fine_dim = hidden_dim if fine_dim is None else fine_dim
+        if not cell_jitter >= 0:
+            raise ConfigError(f"ASMR cell_jitter must be >= 0 (finest cells), got {cell_jitter}")
+        self.cell_jitter = cell_jitter
         if min(hidden_dim, out_dim, fine_dim) < 1 or not w0 > 0:
             raise ConfigError(
                 "ASMR needs hidden_dim, fine_dim, out_dim >= 1 and w0 > 0: "
@@ -352,8 +362,7 @@ class ASMR(nn.Module):
         remainder when enabled. Digits come from the finest cell by integer division, so every
         level's cell is exactly its finer cells' parent (also where ``x C_l`` rounds)."""
         finest = self.num_levels - 1
-        scaled = self.tiling.scaled(x, finest)
-        cells = torch.floor(scaled).long()
+        scaled, cells = self._finest_cells(x)
         inputs = []
         for level in range(self.num_levels):
             coarser = device_constant(self._counts(finest), x.device) // device_constant(
@@ -363,6 +372,17 @@ class ASMR(nn.Module):
         if self.remainder:
             inputs.append(self._remainder(x, scaled, cells))
         return inputs
+
+    def _finest_cells(self, x: Float[Tensor, "n d"]) -> tuple[Float[Tensor, "n d"], Int[Tensor, "n d"]]:
+        """``x`` in units of the finest cells, and the finest cell (per-axis index) it is looked up
+        in: its own, or a neighbour's within ``cell_jitter / 2`` cells in training passes."""
+        finest = self.num_levels - 1
+        scaled = self.tiling.scaled(x, finest)
+        if not (self.cell_jitter > 0 and self.training and torch.is_grad_enabled()):
+            return scaled, torch.floor(scaled).long()
+        counts = device_constant(self._counts(finest), x.device, x.dtype)
+        shifted = x + (torch.rand_like(x) - 0.5) * (self.cell_jitter / counts)
+        return scaled, torch.floor(self.tiling.scaled(shifted, finest)).long()
 
     def _remainder(self, x: Tensor, scaled: Tensor, cells: Int[Tensor, "n d"]) -> Tensor:
         """The last input: the position inside the finest cell (the fraction, or with place values
@@ -400,8 +420,7 @@ class ASMR(nn.Module):
         self._check_tables()
         self.shared_inputs += len(x)
         finest = self.num_levels - 1
-        scaled = self.tiling.scaled(x, finest)
-        per_axis = torch.floor(scaled).long()
+        scaled, per_axis = self._finest_cells(x)
         cells, inverse = torch.unique(flatten_index(per_axis, self._counts(finest)), return_inverse=True)
         if self.remainder:
             z = self._preactivation(finest, cells, x.dtype).index_select(0, inverse)

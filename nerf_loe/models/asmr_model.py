@@ -97,6 +97,11 @@ class ASMRModelConfig(FieldModelConfig):
     test set's time within 2% (results/asmr_tables_{lamppost,chess2}.md)."""
     lazy_cells: int = 1 << 19
     """Finer levels cache at most this many touched cells each while rendering (0: no cache)."""
+    cell_jitter: float = 0.0
+    """Training looks each sample's cells up at a position jittered by up to half this many finest
+    cells a side (the remainder still reads the sample's own position): neighbouring cells learn
+    their blend, not each the few rays through it (:class:`~nerf_loe.components.asmr.ASMR`'s
+    ``cell_jitter``). Rendering is unchanged."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -118,6 +123,8 @@ class ASMRModelConfig(FieldModelConfig):
             raise ConfigError("--pipeline.model.remainder-frequencies must be >= 0")
         if self.dense_cells < 0 or self.lazy_cells < 0:
             raise ConfigError("--pipeline.model.dense-cells and lazy-cells must be >= 0")
+        if not self.cell_jitter >= 0:
+            raise ConfigError(f"--pipeline.model.cell-jitter must be >= 0 (finest cells): {self.cell_jitter}")
         if self.frequency_reg_fraction > 0 and self.backbone != "relu":
             raise ConfigError(
                 "--pipeline.model.frequency-reg-fraction releases positional encodings: "
@@ -141,6 +148,7 @@ class ASMRModelConfig(FieldModelConfig):
             fine_dim=self.fine_dim,
             init=self.init,
             frequency_mask=self.frequency_reg_fraction > 0,
+            cell_jitter=self.cell_jitter,
         )
 
 
