@@ -619,9 +619,10 @@ def test_cell_jitter_picks_the_neighbour_cell_at_the_box_filters_odds(backbone):
     assert torch.equal(net.level_inputs(centre)[1], own[1].expand(n, -1))
     with torch.no_grad():
         assert torch.equal(net(near), net.eval()(near))
-    evaluated = net(near)  # evaluation with gradients: every copy in its own cell
-    assert torch.equal(evaluated, evaluated[:1].expand(n, -1))
-    net.train()
+    evaluated = net(near)  # evaluation with gradients: every copy in its own cell (float rounding)
+    assert (evaluated - evaluated[:1]).abs().max() < 1e-6
+    trained = net.train()(near)  # a quarter of the copies in the next cell
+    assert (trained - evaluated[:1]).abs().max() > 1e-4
     x = torch.rand(500, 1)
     torch.manual_seed(1)
     shared = net(x)
