@@ -591,7 +591,8 @@ def test_released_frequencies_act_as_scaled_weight_columns_and_sharing_stays_exa
 def test_cell_jitter_picks_the_neighbour_cell_at_the_box_filters_odds(backbone):
     """1-D, 8 finest cells. In a training pass with gradients, a position a quarter cell below a
     border is looked up in the next cell when u ~ U(-s/2, s/2) exceeds 1/4: odds 1/4 at s = 1,
-    none at s = 0.4; a cell centre keeps its cell. The looked-up cell's inputs are then exactly the
+    none at s = 0.4; at s = 2 also in the cell before (u < -3/4: odds 1/8; the next 3/8); a cell
+    centre keeps its cell. The looked-up cell's inputs are then exactly the
     unjittered ones of the next cell's centre, the remainder's input that of the position itself
     (relu: its encoding; siren: the offset from the looked-up cell). Without gradients, and in
     evaluation, nothing moves; the shared path draws the same cells as the direct one."""
@@ -614,6 +615,13 @@ def test_cell_jitter_picks_the_neighbour_cell_at_the_box_filters_odds(backbone):
         else:  # the offset from the looked-up cell, in place value: (2.75 - 2) / 8 or (2.75 - 3) / 8
             expected = torch.where(moved[:, None], torch.tensor(-0.25 / 8), torch.tensor(0.75 / 8))
             assert torch.allclose(inputs[2], expected)
+    prev = net.eval().level_inputs(torch.tensor([[1.5 / 8]]))
+    net.train().cell_jitter = 2.0  # u ~ U(-1, 1) cells from 2.75: cell 1 below -0.75, cell 3 from 0.25 on
+    torch.manual_seed(0)
+    picked = net.level_inputs(near)[1]
+    shares = [(picked == cell[1]).all(-1).double().mean().item() for cell in (prev, own, nxt)]
+    assert sum(shares) == pytest.approx(1.0)
+    assert all(abs(share - odds) < 0.03 for share, odds in zip(shares, (0.125, 0.5, 0.375), strict=True))
     net.cell_jitter = 1.0
     centre = torch.full((n, 1), 2.5 / 8)
     assert torch.equal(net.level_inputs(centre)[1], own[1].expand(n, -1))

@@ -97,15 +97,17 @@ class ASMRModelConfig(FieldModelConfig):
     test set's time within 2% (results/asmr_tables_{lamppost,chess2}.md)."""
     lazy_cells: int = 1 << 19
     """Finer levels cache at most this many touched cells each while rendering (0: no cache)."""
-    cell_jitter: float = 1.0
+    cell_jitter: float = 2.0
     """Training looks each sample's cells up at a position jittered by up to half this many finest
     cells a side (the remainder still reads the sample's own position): neighbouring cells learn
     their blend, not each the few rays through it (:class:`~nerf_loe.components.asmr.ASMR`'s
     ``cell_jitter``; 0 turns it off). Rendering is unchanged. Without it lamppost's test views
-    show bright specks, single finest cells fitted to a few rays. 300 s on the CPU, seed 45, shipped
-    asmr-nerf on the same VM as the jittered one: lamppost 35.13 dB against 34.43, woodbox 24.75
-    against 24.34, quilt1 18.26 against 18.16 (results/asmr_jitter1_*.md,
-    asmr_shipped_*_control.md)."""
+    show bright specks, single finest cells fitted to a few rays: 300 s on the CPU, seed 45, jitter 1
+    against none on one VM, lamppost 35.13 dB against 34.43, woodbox 24.75 against 24.34, quilt1
+    18.26 against 18.16 (results/asmr_jitter1_*_seed45.md, asmr_shipped_*_control.md). 2 against 1,
+    seed 47 (woodbox 46), one VM: quilt1 19.20 against 17.78, woodbox 24.37 / 24.54, lamppost
+    34.47 / 34.83, chess2 23.83 / 23.97, wineglass 23.51 / 23.14; at 1000 steps 2 is ahead on four of
+    them (quilt1 +1.61 dB); 4: quilt1 18.32 (results/asmr_jitter{1,2,4}_*_seed4{6,7}.md)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
