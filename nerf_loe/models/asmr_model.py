@@ -106,8 +106,9 @@ class ASMRModelConfig(FieldModelConfig):
     against none on one VM, lamppost 35.13 dB against 34.43, woodbox 24.75 against 24.34, quilt1
     18.26 against 18.16 (results/asmr_jitter1_*_seed45.md, asmr_shipped_*_control.md). 2 against 1,
     seed 47 (woodbox 46), one VM: quilt1 19.20 against 17.78, woodbox 24.37 / 24.54, lamppost
-    34.47 / 34.83, chess2 23.83 / 23.97, wineglass 23.51 / 23.14; at 1000 steps 2 is ahead on four of
-    them (quilt1 +1.61 dB); 4: quilt1 18.32 (results/asmr_jitter{1,2,4}_*_seed4{6,7}.md)."""
+    34.47 / 34.83, chess2 23.83 / 23.97, wineglass 23.51 / 23.14; at 1000 steps 2 is ahead on three
+    (quilt1 +1.61 dB), 0.05-0.07 behind on two; 4: quilt1 18.32
+    (results/asmr_jitter{1,2,4}_*_seed4{6,7}.md)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
