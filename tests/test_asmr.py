@@ -616,7 +616,8 @@ def test_cell_jitter_picks_the_neighbour_cell_at_the_box_filters_odds(backbone):
             expected = torch.where(moved[:, None], torch.tensor(-0.25 / 8), torch.tensor(0.75 / 8))
             assert torch.allclose(inputs[2], expected)
     prev = net.eval().level_inputs(torch.tensor([[1.5 / 8]]))
-    net.train().cell_jitter = 2.0  # u ~ U(-1, 1) cells from 2.75: cell 1 below -0.75, cell 3 from 0.25 on
+    net.train()
+    net.cell_jitter = 2.0  # u ~ U(-1, 1) cells from 2.75: cell 1 below -0.75, cell 3 from 0.25 on
     torch.manual_seed(0)
     picked = net.level_inputs(near)[1]
     shares = [(picked == cell[1]).all(-1).double().mean().item() for cell in (prev, own, nxt)]
