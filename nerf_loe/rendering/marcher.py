@@ -135,6 +135,11 @@ class GridMarcher(nn.Module):
         return factor >> (self.iteration * phases // until)
 
     def update_grid(self, step: int, density_fn: DensityFn) -> None:
+        """nerfacc's update every ``update_every`` iterations, except that the one at iteration 0
+        prunes nothing: it reads the untrained field, and a smooth one (a SIREN, an MLP) sits below
+        the mean, nerfacc's cutoff there, over a contiguous half of the box, whose objects then get
+        no samples and never grow back (asmr-nerf on the tests' tiny scene, seed 42: one of three
+        objects lost, 16.8 dB after 210 steps; kept: 20.4, seeds 0-3 19.4-20.4)."""
         self.iteration = step
         if step % self.config.update_every == 0:
             self.grid.update(
@@ -144,6 +149,7 @@ class GridMarcher(nn.Module):
                 self.config.occupancy_threshold,
                 self.config.ema_decay,
                 self.config.warmup_steps,
+                prune=step > 0,
             )
 
     @torch.no_grad()
