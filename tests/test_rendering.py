@@ -326,18 +326,23 @@ def test_grid_tracks_a_moving_density_after_warm_up():
     assert occupied[far_b < radius].all()  # every cell inside the new position is occupied
 
 
-def test_the_marchers_first_update_keeps_every_cell_and_later_ones_prune():
-    """Iteration 0 reads the untrained field: nothing is pruned then, though nerfacc's cutoff
-    (min(mean, 0.01)) would cut the empty half of this field; the next update cuts exactly it."""
-
-    def half(x):  # empty for x < 0: cells 0..3 along x (their faces at -1, -0.75, ..., 0)
-        return (x[:, 0] > 0).float()
-
+def test_the_marcher_prunes_nothing_until_some_cell_holds_matter():
+    """nerfacc's cutoff, min(mean, 0.01), cuts the below-mean half of a field with no cell above
+    0.01 (a smooth untrained one: any objects there would never get samples again); the marcher
+    keeps every cell until some cell's opacity passes 0.01, then follows nerfacc's rule."""
     marcher = GridMarcher(GridMarcherConfig(grid_resolution=8, backend="torch"), AABB)
-    marcher.update_grid(0, half)
-    assert marcher.grid.binaries.all()
-    marcher.update_grid(16, half)
     x_index = marcher.grid.cell_coords[:, 0].view(marcher.grid.binaries.shape)
+
+    def half(opacity):  # empty for x < 0 (cells 0..3 along x), else this opacity per step
+        return lambda x: (x[:, 0] > 0).float() * opacity / marcher.step_size
+
+    nerfacc = OccupancyGrid(AABB, resolution=8)
+    nerfacc.update(0, half(0.005), marcher.step_size)
+    torch.testing.assert_close(nerfacc.binaries, x_index >= 4, rtol=0, atol=0)
+    for step in (0, 16, 32):
+        marcher.update_grid(step, half(0.005))
+        assert marcher.grid.binaries.all()
+    marcher.update_grid(48, half(0.02))
     torch.testing.assert_close(marcher.grid.binaries, x_index >= 4, rtol=0, atol=0)
 
 

@@ -82,10 +82,11 @@ class OccupancyGrid(nn.Module):
         ema_decay: float = 0.95,
         warmup_steps: int = 256,
         chunk: int = 65536,
-        prune: bool = True,
+        wait_for_matter: bool = False,
     ) -> None:
-        """Re-evaluate cells (all during warm-up, else random + occupied) and re-binarise
-        (``prune=False``: record the opacities, keep the occupied cells as they are)."""
+        """Re-evaluate cells (all during warm-up, else random + occupied) and re-binarise; with
+        ``wait_for_matter`` the binaries stay as they are while no cell's opacity exceeds
+        ``threshold``."""
         for lvl in range(self.levels):
             if step < warmup_steps:
                 cells = torch.arange(self.cells_per_level, device=self.occs.device)
@@ -102,7 +103,7 @@ class OccupancyGrid(nn.Module):
             x = box[:3] + unit * (box[3:] - box[:3])
             opacity = torch.cat([density_fn(part) for part in x.split(chunk)]) * step_size
             self.occs[lvl, cells] = torch.maximum(self.occs[lvl, cells] * ema_decay, opacity)
-        if not prune:
+        if wait_for_matter and not (self.occs > threshold).any():
             return
         cutoff = torch.clamp(self.occs.mean(), max=threshold)
         self.binaries = (self.occs > cutoff).view(self.binaries.shape)
