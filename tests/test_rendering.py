@@ -326,24 +326,28 @@ def test_grid_tracks_a_moving_density_after_warm_up():
     assert occupied[far_b < radius].all()  # every cell inside the new position is occupied
 
 
-def test_the_marcher_prunes_nothing_until_some_cell_holds_matter():
+def test_the_marchers_first_update_spares_a_field_without_matter():
     """nerfacc's cutoff, min(mean, 0.01), cuts the below-mean half of a field with no cell above
-    0.01 (a smooth untrained one: any objects there would never get samples again); the marcher
-    keeps every cell until some cell's opacity passes 0.01, then follows nerfacc's rule."""
-    marcher = GridMarcher(GridMarcherConfig(grid_resolution=8, backend="torch"), AABB)
-    x_index = marcher.grid.cell_coords[:, 0].view(marcher.grid.binaries.shape)
+    0.01 (a smooth untrained one: any objects there would never get samples again). The marcher's
+    update at iteration 0 keeps every cell then; with matter there, and at later updates, it follows
+    nerfacc's rule."""
 
-    def half(opacity):  # empty for x < 0 (cells 0..3 along x), else this opacity per step
-        return lambda x: (x[:, 0] > 0).float() * opacity / marcher.step_size
+    def half(opacity, step_size):  # empty for x < 0 (cells 0..3 along x), else this opacity a step
+        return lambda x: (x[:, 0] > 0).float() * opacity / step_size
 
+    config = GridMarcherConfig(grid_resolution=8, backend="torch")
+    formless, formed = GridMarcher(config, AABB), GridMarcher(config, AABB)
+    x_index = formless.grid.cell_coords[:, 0].view(formless.grid.binaries.shape)
     nerfacc = OccupancyGrid(AABB, resolution=8)
-    nerfacc.update(0, half(0.005), marcher.step_size)
+    nerfacc.update(0, half(0.005, formless.step_size), formless.step_size)
     torch.testing.assert_close(nerfacc.binaries, x_index >= 4, rtol=0, atol=0)
-    for step in (0, 16, 32):
-        marcher.update_grid(step, half(0.005))
-        assert marcher.grid.binaries.all()
-    marcher.update_grid(48, half(0.02))
-    torch.testing.assert_close(marcher.grid.binaries, x_index >= 4, rtol=0, atol=0)
+
+    formless.update_grid(0, half(0.005, formless.step_size))
+    assert formless.grid.binaries.all()
+    formless.update_grid(16, half(0.005, formless.step_size))
+    torch.testing.assert_close(formless.grid.binaries, x_index >= 4, rtol=0, atol=0)
+    formed.update_grid(0, half(0.02, formed.step_size))
+    torch.testing.assert_close(formed.grid.binaries, x_index >= 4, rtol=0, atol=0)
 
 
 # --- early termination ------------------------------------------------------------------------
