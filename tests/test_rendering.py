@@ -326,28 +326,36 @@ def test_grid_tracks_a_moving_density_after_warm_up():
     assert occupied[far_b < radius].all()  # every cell inside the new position is occupied
 
 
-def test_the_marchers_first_update_spares_a_field_without_matter():
+def test_spare_formless_start_keeps_the_first_update_of_a_field_without_matter():
     """nerfacc's cutoff, min(mean, 0.01), cuts the below-mean half of a field with no cell above
-    0.01 (a smooth untrained one: any objects there would never get samples again). The marcher's
-    update at iteration 0 keeps every cell then; with matter there, and at later updates, it follows
-    nerfacc's rule."""
+    0.01 (a smooth untrained one: any objects there would never get samples again), as the default
+    marcher does. With ``spare_formless_start`` (asmr-nerf's default) the update at iteration 0
+    keeps every cell then; with matter there, and at later updates, nerfacc's rule holds."""
 
     def half(opacity, step_size):  # empty for x < 0 (cells 0..3 along x), else this opacity a step
         return lambda x: (x[:, 0] > 0).float() * opacity / step_size
 
-    config = GridMarcherConfig(grid_resolution=8, backend="torch")
-    formless, formed = GridMarcher(config, AABB), GridMarcher(config, AABB)
-    x_index = formless.grid.cell_coords[:, 0].view(formless.grid.binaries.shape)
-    nerfacc = OccupancyGrid(AABB, resolution=8)
-    nerfacc.update(0, half(0.005, formless.step_size), formless.step_size)
-    torch.testing.assert_close(nerfacc.binaries, x_index >= 4, rtol=0, atol=0)
+    default = GridMarcher(GridMarcherConfig(grid_resolution=8, backend="torch"), AABB)
+    spared = GridMarcherConfig(grid_resolution=8, backend="torch", spare_formless_start=True)
+    formless, formed = GridMarcher(spared, AABB), GridMarcher(spared, AABB)
+    x_index = default.grid.cell_coords[:, 0].view(default.grid.binaries.shape)
+    step = default.step_size
 
-    formless.update_grid(0, half(0.005, formless.step_size))
+    default.update_grid(0, half(0.005, step))
+    torch.testing.assert_close(default.grid.binaries, x_index >= 4, rtol=0, atol=0)
+    formless.update_grid(0, half(0.005, step))
     assert formless.grid.binaries.all()
-    formless.update_grid(16, half(0.005, formless.step_size))
+    formless.update_grid(16, half(0.005, step))
     torch.testing.assert_close(formless.grid.binaries, x_index >= 4, rtol=0, atol=0)
-    formed.update_grid(0, half(0.02, formed.step_size))
+    formed.update_grid(0, half(0.02, step))
     torch.testing.assert_close(formed.grid.binaries, x_index >= 4, rtol=0, atol=0)
+
+    from nerf_loe.models.asmr_model import ASMRModelConfig
+    from nerf_loe.models.field_model import FieldModelConfig
+
+    assert (
+        ASMRModelConfig().marcher.spare_formless_start and not FieldModelConfig().marcher.spare_formless_start
+    )
 
 
 # --- early termination ------------------------------------------------------------------------

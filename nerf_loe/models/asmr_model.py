@@ -19,6 +19,7 @@ from nerf_loe.components.tiled_mlp import Init
 from nerf_loe.components.tiling import parse_counts
 from nerf_loe.errors import ConfigError
 from nerf_loe.models.field_model import FieldModel, FieldModelConfig
+from nerf_loe.rendering.marcher import GridMarcherConfig
 
 
 @dataclass
@@ -41,6 +42,9 @@ class ASMRModelConfig(FieldModelConfig):
     (results/training_profile_chess2_cpu_asmr{,_bias2}_seed4{3,5}.md); 300 s, seeds 42-46: 23.64-23.98
     dB (median 23.70, 1.15-1.27x mlp-nerf's steps) where -0.3 gave 21.85-23.72 (median 23.63);
     mlp-nerf 23.85-24.28 (results/asmr_bias2_chess2_300s_seed4*.md, asmr_axis_chess2_300s*.md)."""
+    marcher: GridMarcherConfig = field(default_factory=lambda: GridMarcherConfig(spare_formless_start=True))
+    """As for every method, but the grid's first update spares the formless untrained field that
+    density bias -2 gives (``GridMarcherConfig.spare_formless_start``)."""
     hidden_dim: int = 128
     """Width of the backbone."""
     fine_dim: int = 96

@@ -75,6 +75,16 @@ class GridMarcherConfig(InstantiateConfig):
     update_every: int = 16
     warmup_steps: int = 256
     occupancy_threshold: float = 0.01
+    spare_formless_start: bool = False
+    """Prune nothing at iteration 0 if no cell's opacity passes ``occupancy_threshold``: nerfacc's
+    cutoff is then the mean, which on a smooth untrained field with no matter (asmr-nerf's SIREN at
+    density bias -2, where it is on) cuts a contiguous half of the box; objects there get no samples
+    and never grow back (asmr-nerf, the tests' tiny scene, seed 42: one of three objects lost, 16.8
+    dB after 210 steps against 19.4-20.4 on seeds 0-3; spared: 20.3). Off for the other methods:
+    mlp-nerf on RGBA data, seed 1 of three (its untrained field formless too), lost 1.9 dB with it on
+    (18.9 against 20.8), its grid cut at iteration 16 instead. Pruning nothing until matter forms, at
+    any update, cost asmr-nerf 0.3 dB at 1000 steps (woodbox 23.23 against 23.51, chess2 22.01 /
+    21.86 against 22.31)."""
     ema_decay: float = 0.95
     backend: Backend = "auto"
     """auto: nerfacc kernels for CUDA tensors, PyTorch otherwise; torch: PyTorch everywhere."""
@@ -135,15 +145,7 @@ class GridMarcher(nn.Module):
         return factor >> (self.iteration * phases // until)
 
     def update_grid(self, step: int, density_fn: DensityFn) -> None:
-        """nerfacc's update every ``update_every`` iterations, except that the one at iteration 0
-        prunes nothing if no cell's opacity passes the threshold: the untrained field then says
-        nothing about the scene, yet nerfacc's cutoff, the mean there, cuts a contiguous half of a
-        smooth one (a SIREN at density bias -2), whose objects get no samples and never grow back
-        (asmr-nerf on the tests' tiny scene, seed 42: one of three objects lost, 16.8 dB after 210
-        steps against 19.4-20.4 on seeds 0-3; with this rule 20.3). Sparing iteration 0 always lost
-        mlp-nerf's objects on RGBA data instead (13.2 dB on two seeds of three, its trained field
-        formless at iteration 16); waiting for matter at every update cost asmr-nerf 0.3 dB at
-        1000 steps (woodbox 23.23 against 23.51, chess2 22.01 / 21.86 against 22.31)."""
+        """nerfacc's update every ``update_every`` iterations (see ``spare_formless_start``)."""
         self.iteration = step
         if step % self.config.update_every == 0:
             self.grid.update(
@@ -153,7 +155,7 @@ class GridMarcher(nn.Module):
                 self.config.occupancy_threshold,
                 self.config.ema_decay,
                 self.config.warmup_steps,
-                wait_for_matter=step == 0,
+                wait_for_matter=self.config.spare_formless_start and step == 0,
             )
 
     @torch.no_grad()
