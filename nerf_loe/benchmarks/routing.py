@@ -42,6 +42,9 @@ class RoutingArgs:
     chunks: tuple[int, ...] = (32, 64, 128, 256)
     """Fixed chunk sizes to time besides the per-layout choice."""
     repeats: int = 7
+    compile: bool = False
+    """Also time both trunks under ``torch.compile`` (inductor, dynamic shapes; routing stays eager),
+    on sample counts that vary by a few rays between passes as in training."""
     out: Path = field(default_factory=lambda: RESULTS / "routing")
 
 
@@ -63,11 +66,12 @@ def time_variants(
     trunks: dict[str, TiledMLP], variants: list[Variant], n: int, train: bool, args: RoutingArgs
 ) -> dict[Variant, float]:
     """Median seconds per variant."""
-    x = torch.rand(n, 3, device=args.device).pow(3)
-    features = torch.randn(n, args.features, device=args.device)
     times: dict[Variant, list[float]] = {v: [] for v in variants}
     try:
         for round_ in range(args.repeats + 1):  # round 0 warms up
+            m = n + 32 * (round_ % 3) if args.compile else n  # compiled graphs must take any count
+            x = torch.rand(m, 3, device=args.device).pow(3)
+            features = torch.randn(m, args.features, device=args.device)
             for name, layout, chunk in variants:
                 routing.LAYOUT, routing.CHUNK_ROWS = layout, chunk
                 seconds = time_pass(trunks[name], features, x, train)
@@ -91,6 +95,10 @@ def main() -> None:
     trunks = {k: v.to(args.device) for k, v in trunks.items()}
     variants: list[Variant] = [("mlp", "auto", None), ("loe", "slices", None), ("loe", "chunks", None)]
     variants += [("loe", "chunks", c) for c in args.chunks]
+    if args.compile:
+        for name in ("mlp", "loe"):
+            trunks[f"{name} compiled"] = torch.compile(trunks[name], dynamic=True)
+        variants += [("mlp compiled", "auto", None), ("loe compiled", "auto", None)]
     threads = torch.get_num_threads()
     lines = [
         *report_head(
@@ -101,8 +109,9 @@ def main() -> None:
         "",
         "| pass | samples | MLP ms | "
         + " | ".join(["loe slices", "loe chunks auto"] + [f"loe chunks {c}" for c in args.chunks])
+        + (" | mlp compiled | loe compiled (auto)" if args.compile else "")
         + " |",
-        "|---|---:|---:|" + "---:|" * (2 + len(args.chunks)),
+        "|---|---:|---:|" + "---:|" * (len(variants) - 1),
     ]
     for train in (True, False):
         for n in args.samples:

@@ -35,6 +35,10 @@ in the previous layer's layout and leaves its output in its own (bias and activa
 row, so they do not care), and :func:`rearrange` moves rows from one layout to the next in a single
 gather (slices), or none when both layers share one ``Routes`` (Partition). Forward and backward
 then make one gather per layer instead of two.
+
+Under ``torch.compile`` routing stays eager (``Routes`` and :meth:`Routes.apply` are excluded):
+the rest of a trunk compiles around it. On 2 CPU threads that gained nothing
+(``benchmarks/results/routing_cpu_compile.md``).
 """
 
 from __future__ import annotations
@@ -96,6 +100,7 @@ class Routes:
         layout: ``slices``, ``chunks`` or ``auto`` (by device); None: :data:`LAYOUT`.
     """
 
+    @torch.compiler.disable  # host syncs (bank sizes) would break the graph anyway
     def __init__(
         self,
         bank_index: Int[Tensor, " n"],
@@ -168,6 +173,7 @@ class Routes:
         self.chunk_bank = torch.searchsorted(chunk_end, chunk_ids, right=True)
         """The bank of every chunk."""
 
+    @torch.compiler.disable  # torch 2.14's grouped-matmul meta kernel refuses CPU float32
     def apply(
         self,
         x: Float[Tensor, "... d_in"],
