@@ -9,6 +9,7 @@ import pytest
 from nerfstudio.data.dataparsers.blender_dataparser import BlenderDataParserConfig
 from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
 
+from nerf_loe.data.datamanager import ValidatedDataManagerConfig
 from nerf_loe.data.validation import validate_dataset
 from nerf_loe.errors import DatasetError
 
@@ -26,6 +27,15 @@ def test_valid_scene_passes_both_formats(tiny_scene):
 def test_missing_data_folder(tmp_path):
     with pytest.raises(DatasetError, match=r"nope does not exist: pass --data"):
         validate_dataset(BlenderDataParserConfig(data=tmp_path / "nope"))
+
+
+def test_the_datamanagers_data_option_is_the_folder_checked(tmp_path, monkeypatch):
+    # `ns-train <method> --data X` sets the datamanager's data, which nerfstudio hands to the
+    # dataparser only inside VanillaDataManager; the check must read X, not the dataparser's default
+    monkeypatch.chdir(tmp_path)
+    config = ValidatedDataManagerConfig(data=tmp_path / "nope", dataparser=NerfstudioDataParserConfig())
+    with pytest.raises(DatasetError, match=r"data folder \S*nope does not exist: pass --data"):
+        config.setup()
 
 
 def test_transforms_missing_required_field(scene_copy):

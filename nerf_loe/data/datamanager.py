@@ -7,6 +7,7 @@ error-driven ray selection (``teaching``)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 import torch
@@ -50,6 +51,8 @@ class ValidatedDataManager(VanillaDataManager[InputDataset]):
         local_rank: int = 0,
         **kwargs,
     ) -> None:
+        if config.data is not None:  # `ns-train <method> --data X`: VanillaDataManager's rule, applied
+            config.dataparser.data = Path(config.data)  # before the check reads the dataparser's data
         validate_dataset(config.dataparser, test_mode)
         super().__init__(config, device, test_mode, world_size, local_rank, **kwargs)
         dataset = self.train_dataset
