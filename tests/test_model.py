@@ -5,6 +5,7 @@ import torch
 from nerfstudio.cameras.rays import RayBundle
 from nerfstudio.data.scene_box import SceneBox
 
+from nerf_loe.data.datamanager import ValidatedDataManagerConfig
 from nerf_loe.errors import ConfigError
 from nerf_loe.method_configs.asmr import asmr_nerf
 from nerf_loe.method_configs.loe import loe_nerf, mlp_nerf, partition_nerf
@@ -166,6 +167,19 @@ def test_unknown_background_is_a_config_error():
 def test_unknown_initialisation_is_a_config_error():
     with pytest.raises(ConfigError, match="init 'xavier'"):
         LoEModelConfig(init="xavier")
+
+
+def test_empty_ray_batches_are_config_errors():
+    # without the checks: a reshape error deep in torch at the first step, or at evaluation
+    with pytest.raises(ConfigError, match="eval-num-rays-per-chunk must be >= 1"):
+        LoEModelConfig(eval_num_rays_per_chunk=0)
+    with pytest.raises(
+        ConfigError, match="--pipeline.datamanager.train-num-rays-per-batch 0: give at least 1"
+    ):
+        ValidatedDataManagerConfig(train_num_rays_per_batch=0)
+    with pytest.raises(ConfigError, match="--pipeline.datamanager.patch-size 0: give at least 1"):
+        ValidatedDataManagerConfig(patch_size=0)
+    assert ValidatedDataManagerConfig(train_num_rays_per_batch=1).eval_num_rays_per_batch == 1024
 
 
 @pytest.mark.parametrize(

@@ -34,6 +34,13 @@ class ValidatedDataManagerConfig(VanillaDataManagerConfig):
     """Implicit Neural Teaching: train on the rays with the largest current error
     (:mod:`nerf_loe.data.teaching_sampler`)."""
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for option in ("train_num_rays_per_batch", "eval_num_rays_per_batch", "patch_size"):
+            if getattr(self, option) < 1:
+                flag = "--pipeline.datamanager." + option.replace("_", "-")
+                raise ConfigError(f"{flag} {getattr(self, option)}: give at least 1")
+
 
 class ValidatedDataManager(VanillaDataManager[InputDataset]):
     """Validates ``config.dataparser``'s data, then behaves exactly like VanillaDataManager; the

@@ -118,8 +118,8 @@ class FieldModelConfig(ModelConfig):
             raise ConfigError("--pipeline.model.distortion-loss-mult must be >= 0")
         if self.occlusion_reg_mult < 0 or self.occlusion_reg_steps < 1:
             raise ConfigError("--pipeline.model.occlusion-reg-mult must be >= 0 and occlusion-reg-steps >= 1")
-        if self.geo_feat_dim < 1:
-            raise ConfigError("--pipeline.model.geo-feat-dim must be >= 1")
+        if self.geo_feat_dim < 1 or self.eval_num_rays_per_chunk < 1:
+            raise ConfigError("--pipeline.model.geo-feat-dim and eval-num-rays-per-chunk must be >= 1")
         if not 0.0 <= self.frequency_reg_fraction <= 1.0:
             share = self.frequency_reg_fraction
             raise ConfigError(f"--pipeline.model.frequency-reg-fraction {share}: give a share in [0, 1]")
