@@ -52,6 +52,31 @@ def test_transforms_missing_required_field(scene_copy):
         validate_dataset(NerfstudioDataParserConfig(data=scene_copy))
 
 
+def test_split_lists_must_name_frames_and_cover_the_splits_read(scene_copy):
+    path = scene_copy / "transforms.json"
+    meta = json.loads(path.read_text())
+    assert meta["train_filenames"] and meta["val_filenames"] and meta["test_filenames"]
+    kept = meta["frames"][:1]  # a user trims the frames but not the lists
+    dropped = [f["file_path"] for f in meta["frames"][1:]]
+    path.write_text(json.dumps({**meta, "frames": kept}))
+    first_unknown = next(name for name in meta["train_filenames"] if name in dropped)
+    message = (
+        rf"'train_filenames' names {sum(n in dropped for n in meta['train_filenames'])} image\(s\) no frame "
+    )
+    with pytest.raises(DatasetError, match=message + rf"has \(e.g. {first_unknown}\)"):
+        validate_dataset(NerfstudioDataParserConfig(data=scene_copy))
+    # "./" prefixes name the same file; a missing list of a split that is read is refused
+    path.write_text(json.dumps({**meta, "train_filenames": ["./" + n for n in meta["train_filenames"]]}))
+    validate_dataset(NerfstudioDataParserConfig(data=scene_copy))
+    without_test = {k: v for k, v in meta.items() if k != "test_filenames"}
+    path.write_text(json.dumps(without_test))
+    validate_dataset(NerfstudioDataParserConfig(data=scene_copy))  # training reads train and val
+    with pytest.raises(DatasetError, match="'test_filenames' is missing or empty"):
+        validate_dataset(NerfstudioDataParserConfig(data=scene_copy), test_mode="test")
+    path.write_text(json.dumps({k: v for k, v in meta.items() if not k.endswith("_filenames")}))
+    validate_dataset(NerfstudioDataParserConfig(data=scene_copy), test_mode="test")  # split by interval
+
+
 def test_missing_and_unreadable_images(scene_copy):
     (scene_copy / "images" / "r_001.png").unlink()
     with pytest.raises(DatasetError, match=r"image .*r_001.png not found: fix its file_path"):

@@ -7,6 +7,7 @@ run first and raise :class:`~nerf_loe.errors.DatasetError` naming the file and t
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -67,12 +68,35 @@ def _validate_blender(data: Path, splits: tuple[str, ...]) -> None:
         _check_frames(path, meta, lambda f: data / (f["file_path"].replace("./", "") + ".png"))
 
 
-def _validate_nerfstudio(data: Path) -> None:
+def _check_split_lists(path: Path, meta: dict[str, Any], eval_split: str) -> None:
+    """nerfstudio's split lists (``train_filenames``, ``val_filenames``, ``test_filenames``), where
+    any is given: the splits read must be listed, not empty, and name only frames' images (else
+    nerfstudio stops with a traceback, or trains on nothing)."""
+    if not any(f"{split}_filenames" in meta for split in ("train", "val", "test")):
+        return
+    images = {os.path.normpath(frame["file_path"]) for frame in meta["frames"]}
+    for split in ("train", eval_split):
+        listed = meta.get(f"{split}_filenames")
+        if not isinstance(listed, list) or not listed:
+            raise DatasetError(
+                f"{path}: '{split}_filenames' is missing or empty while other split lists are given: "
+                f"list the {split} images, or remove every *_filenames list to split by interval"
+            )
+        unknown = [name for name in listed if os.path.normpath(name) not in images]
+        if unknown:
+            raise DatasetError(
+                f"{path}: '{split}_filenames' names {len(unknown)} image(s) no frame has "
+                f"(e.g. {unknown[0]}): remove them from the list or add their frames"
+            )
+
+
+def _validate_nerfstudio(data: Path, eval_split: str) -> None:
     path = data if data.suffix == ".json" else data / "transforms.json"
     root = path.parent
     meta = _load_json(path)
     missing = [k for k in _NERFSTUDIO_INTRINSICS if k not in meta]
     _check_frames(path, meta, lambda f: root / f["file_path"], per_frame_keys=tuple(missing))
+    _check_split_lists(path, meta, eval_split)
 
 
 def validate_dataset(config: DataParserConfig, test_mode: str = "val") -> None:
@@ -83,7 +107,8 @@ def validate_dataset(config: DataParserConfig, test_mode: str = "val") -> None:
             f"data folder {data} does not exist: pass --data <dataset folder> "
             "(make one with nerf-loe-procedural or nerf-loe-povray)"
         )
+    eval_split = "test" if test_mode in ("test", "inference") else "val"  # the datamanager's rule
     if isinstance(config, BlenderDataParserConfig):
-        _validate_blender(data, ("train", "test" if test_mode in ("test", "inference") else "val"))
+        _validate_blender(data, ("train", eval_split))
     elif isinstance(config, NerfstudioDataParserConfig):
-        _validate_nerfstudio(data)
+        _validate_nerfstudio(data, eval_split)
