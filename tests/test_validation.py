@@ -8,6 +8,7 @@ import sys
 import pytest
 from nerfstudio.data.dataparsers.blender_dataparser import BlenderDataParserConfig
 from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
+from PIL import Image
 
 from nerf_loe.data.datamanager import ValidatedDataManagerConfig
 from nerf_loe.data.validation import validate_dataset
@@ -75,6 +76,22 @@ def test_split_lists_must_name_frames_and_cover_the_splits_read(scene_copy):
         validate_dataset(NerfstudioDataParserConfig(data=scene_copy), test_mode="test")
     path.write_text(json.dumps({k: v for k, v in meta.items() if not k.endswith("_filenames")}))
     validate_dataset(NerfstudioDataParserConfig(data=scene_copy), test_mode="test")  # split by interval
+
+
+def test_an_image_of_another_size_is_named_with_the_size_expected(scene_copy):
+    # nerfstudio stacks a split's images: one of another size ended in torch.stack's traceback
+    odd = scene_copy / "images" / "r_002.png"
+    with Image.open(odd) as im:
+        width, height = im.size
+        im.resize((width // 2, height // 2)).save(odd)
+    expected = rf"transforms.json gives {width}x{height} \(w, h\): resize the image or fix its intrinsics"
+    with pytest.raises(DatasetError, match=rf"r_002.png is {width // 2}x{height // 2} but .*{expected}"):
+        validate_dataset(NerfstudioDataParserConfig(data=scene_copy))
+    first = json.loads((scene_copy / "transforms_train.json").read_text())["frames"][0]["file_path"]
+    first = first.split("/")[-1] + ".png"
+    assert first != "r_002.png"
+    with pytest.raises(DatasetError, match=rf"r_002.png is .* but the split's first image, {first}, is "):
+        validate_dataset(BlenderDataParserConfig(data=scene_copy))
 
 
 def test_missing_and_unreadable_images(scene_copy):

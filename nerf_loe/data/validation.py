@@ -33,11 +33,18 @@ def _load_json(path: Path) -> dict[str, Any]:
 
 
 def _check_frames(
-    path: Path, meta: dict[str, Any], image_path_of, per_frame_keys: tuple[str, ...] = ()
+    path: Path,
+    meta: dict[str, Any],
+    image_path_of,
+    per_frame_keys: tuple[str, ...] = (),
+    size_of=None,
 ) -> None:
+    """Every frame's keys, pose and image; ``size_of(frame)``: the (width, height) its image must
+    have (None: that of the first image: nerfstudio stacks the images of a split)."""
     frames = meta.get("frames")
     if not isinstance(frames, list) or not frames:
         raise DatasetError(f"{path}: missing or empty 'frames' list: add one entry per image")
+    first: tuple[tuple[int, int], Path] | None = None
     for i, frame in enumerate(frames):
         for key in ("file_path", "transform_matrix", *per_frame_keys):
             if key not in frame:
@@ -52,11 +59,24 @@ def _check_frames(
             )
         try:
             with Image.open(image) as im:
+                size = im.size
                 im.verify()
         except Exception as exc:  # PIL raises many types for broken files
             raise DatasetError(
                 f"{image} is unreadable ({type(exc).__name__}): replace or re-render it"
             ) from None
+        first = first or (size, image)
+        if size_of is not None and tuple(size) != size_of(frame):
+            width, height = size_of(frame)
+            raise DatasetError(
+                f"{image} is {size[0]}x{size[1]} but {path} gives {width}x{height} (w, h): "
+                "resize the image or fix its intrinsics"
+            )
+        if size_of is None and size != first[0]:
+            raise DatasetError(
+                f"{image} is {size[0]}x{size[1]} but the split's first image, {first[1].name}, is "
+                f"{first[0][0]}x{first[0][1]}: the images of a split must have one size"
+            )
 
 
 def _validate_blender(data: Path, splits: tuple[str, ...]) -> None:
@@ -95,7 +115,13 @@ def _validate_nerfstudio(data: Path, eval_split: str) -> None:
     root = path.parent
     meta = _load_json(path)
     missing = [k for k in _NERFSTUDIO_INTRINSICS if k not in meta]
-    _check_frames(path, meta, lambda f: root / f["file_path"], per_frame_keys=tuple(missing))
+    _check_frames(
+        path,
+        meta,
+        lambda f: root / f["file_path"],
+        per_frame_keys=tuple(missing),
+        size_of=lambda f: (int(f.get("w", meta.get("w"))), int(f.get("h", meta.get("h")))),
+    )
     _check_split_lists(path, meta, eval_split)
 
 
