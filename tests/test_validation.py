@@ -28,6 +28,10 @@ def test_valid_scene_passes_both_formats(tiny_scene):
 def test_missing_data_folder(tmp_path):
     with pytest.raises(DatasetError, match=r"nope does not exist: pass --data"):
         validate_dataset(BlenderDataParserConfig(data=tmp_path / "nope"))
+    # ns-eval and ns-render take no --data: the run's config names the folder
+    for mode in ("test", "inference"):
+        with pytest.raises(DatasetError, match=r"nope of this run does not exist: put the dataset back"):
+            validate_dataset(NerfstudioDataParserConfig(data=tmp_path / "nope"), test_mode=mode)
 
 
 def test_the_datamanagers_data_option_is_the_folder_checked(tmp_path, monkeypatch):

@@ -128,6 +128,11 @@ def _validate_nerfstudio(data: Path, eval_split: str) -> None:
 def validate_dataset(config: DataParserConfig, test_mode: str = "val") -> None:
     """Validate the data a dataparser config points at, for training (val) or ns-eval (test)."""
     data = Path(getattr(config, "data", Path()))
+    if not data.exists() and test_mode in ("test", "inference"):  # ns-eval, ns-render, the viewer
+        raise DatasetError(
+            f"data folder {data} of this run does not exist: put the dataset back there, or point "
+            "'data' in the run's config.yml at it (paths relative to where ns-train ran)"
+        )
     if not data.exists():
         raise DatasetError(
             f"data folder {data} does not exist: pass --data <dataset folder> "
