@@ -13,7 +13,7 @@ from nerf_loe.data.collections import CollectionConfig, make_collection
 from nerf_loe.data.formats import read_info
 from nerf_loe.data.procedural import ProceduralRenderer, ProceduralSceneConfig, SceneObject
 from nerf_loe.data.sparse import make_sparse
-from nerf_loe.errors import DatasetError, RendererError
+from nerf_loe.errors import ConfigError, DatasetError, RendererError
 
 needs_povray = pytest.mark.skipif(
     shutil.which("povray") is None, reason="povray not installed (make test installs it)"
@@ -235,6 +235,21 @@ def test_povray_errors(tmp_path, monkeypatch):
         povray.render_povray_scene(scene, tmp_path / "out", povray.PovrayConfig())
 
 
+def test_generators_refuse_views_they_cannot_render_before_rendering():
+    # without the checks POV-Ray failed on a width of 0 with a parse error of its camera line
+    from nerf_loe.data.povray import PovrayConfig
+    from nerf_loe.data.procedural import ProceduralSceneConfig
+
+    for config in (PovrayConfig, ProceduralSceneConfig):
+        with pytest.raises(ConfigError, match="image size 0x75: give a width and height of at least 1"):
+            config(width=0, height=75)
+        with pytest.raises(ConfigError, match="num-views 1: give at least 2"):
+            config(num_views=1)
+        with pytest.raises(ConfigError, match="fov-deg 180.0: give a field of view between 0 and 180"):
+            config(fov_deg=180.0)
+        assert config(width=1, height=1, num_views=2, fov_deg=179.0).num_views == 2
+
+
 @needs_povray
 def test_povray_parse_error_and_half_written_output(tmp_path):
     from nerf_loe.data.povray import PovrayConfig, render_povray_scene
@@ -242,7 +257,7 @@ def test_povray_parse_error_and_half_written_output(tmp_path):
     broken = tmp_path / "broken.pov"
     broken.write_text("sphere { <0, 0, 0>, 1 pigment { rgb 1 }\nbogus_keyword 3\n")
     with pytest.raises(RendererError, match=r"POV-Ray failed on .*broken.pov: .*(Parse Error|error)"):
-        render_povray_scene(broken, tmp_path / "out", PovrayConfig(num_views=1, width=8, height=6))
+        render_povray_scene(broken, tmp_path / "out", PovrayConfig(num_views=2, width=8, height=6))
     half = tmp_path / "half"
     (half / "images").mkdir(parents=True)
     (half / "images" / "r_000.png").write_bytes(b"")

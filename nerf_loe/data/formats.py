@@ -19,8 +19,24 @@ from typing import Any
 
 import numpy as np
 
+from nerf_loe.errors import ConfigError
+
 TEST_EVERY = 8
 MARKER = "dataset.json"
+
+
+def check_views(width: int, height: int, num_views: int, fov_deg: float) -> None:
+    """A generator's image size, view count and field of view, checked before any rendering: at
+    least one pixel, two views (view 0 is a test view, the next a training view), a field of view
+    strictly between 0 and 180 degrees."""
+    if width < 1 or height < 1:
+        raise ConfigError(f"image size {width}x{height}: give a width and height of at least 1")
+    if num_views < 2:
+        raise ConfigError(
+            f"num-views {num_views}: give at least 2 (every {TEST_EVERY}th view is a test view)"
+        )
+    if not 0.0 < fov_deg < 180.0:
+        raise ConfigError(f"fov-deg {fov_deg}: give a field of view between 0 and 180 degrees")
 
 
 def default_splits(n_views: int) -> dict[str, list[int]]:

@@ -35,7 +35,13 @@ import numpy as np
 from rich.progress import Progress
 
 from nerf_loe.data.cameras import Placement, camera_poses, focal_from_fov
-from nerf_loe.data.formats import check_output_folder, default_splits, frame_name, write_transforms
+from nerf_loe.data.formats import (
+    check_output_folder,
+    check_views,
+    default_splits,
+    frame_name,
+    write_transforms,
+)
 from nerf_loe.errors import RendererError
 
 POV_TO_WORLD = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, 1.0, 0.0]])  # swap y and z
@@ -66,6 +72,9 @@ class PovrayConfig:
     seed: int = 0
     dataset_radius: float = 4.0
     """Camera distance in the written dataset's world units."""
+
+    def __post_init__(self) -> None:
+        check_views(self.width, self.height, self.num_views, self.fov_deg)
 
 
 def _find_povray() -> str:

@@ -18,7 +18,7 @@ from PIL import Image
 from rich.progress import track
 
 from nerf_loe.data.cameras import Placement, camera_poses, focal_from_fov, pixel_rays
-from nerf_loe.data.formats import default_splits, frame_name, write_transforms
+from nerf_loe.data.formats import check_views, default_splits, frame_name, write_transforms
 
 SHAPES = ("sphere", "box", "torus", "cylinder", "cone")
 Family = Literal["chair", "table", "mug", "lamp"]
@@ -67,6 +67,9 @@ class ProceduralSceneConfig:
     family: Family | None = None
     """One object of a family (chair, table, mug, lamp) in canonical pose, its proportions, colours
     and textures drawn from the seed (:mod:`nerf_loe.data.families`), instead of random primitives."""
+
+    def __post_init__(self) -> None:
+        check_views(self.width, self.height, self.num_views, self.fov_deg)
 
 
 def _rotation(rng: np.random.Generator) -> np.ndarray:
