@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +36,9 @@ def _load_json(path: Path) -> dict[str, Any]:
 def _check_frames(
     path: Path,
     meta: dict[str, Any],
-    image_path_of,
+    image_path_of: Callable[[dict[str, Any]], Path],
     per_frame_keys: tuple[str, ...] = (),
-    size_of=None,
+    size_of: Callable[[dict[str, Any]], tuple[int, int]] | None = None,
 ) -> None:
     """Every frame's keys, pose and image; ``size_of(frame)``: the (width, height) its image must
     have (None: that of the first image: nerfstudio stacks the images of a split)."""
@@ -66,17 +67,15 @@ def _check_frames(
                 f"{image} is unreadable ({type(exc).__name__}): replace or re-render it"
             ) from None
         first = first or (size, image)
-        if size_of is not None and tuple(size) != size_of(frame):
-            width, height = size_of(frame)
-            raise DatasetError(
-                f"{image} is {size[0]}x{size[1]} but {path} gives {width}x{height} (w, h): "
-                "resize the image or fix its intrinsics"
+        expected = size_of(frame) if size_of is not None else first[0]
+        if tuple(size) != tuple(expected):
+            said = (
+                f"{path} gives {expected[0]}x{expected[1]} (w, h): resize the image or fix its intrinsics"
+                if size_of is not None
+                else f"the split's first image, {first[1].name}, is {expected[0]}x{expected[1]}: "
+                "the images of a split must have one size"
             )
-        if size_of is None and size != first[0]:
-            raise DatasetError(
-                f"{image} is {size[0]}x{size[1]} but the split's first image, {first[1].name}, is "
-                f"{first[0][0]}x{first[0][1]}: the images of a split must have one size"
-            )
+            raise DatasetError(f"{image} is {size[0]}x{size[1]} but {said}")
 
 
 def _validate_blender(data: Path, splits: tuple[str, ...]) -> None:
