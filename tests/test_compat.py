@@ -1,4 +1,4 @@
-"""nerfstudio 1.1.5 fixes: checkpoints load with weights_only=True; LPIPS never downloads."""
+"""nerfstudio 1.1.5 fixes: checkpoints load with weights_only=True; LPIPS never downloads; resume folders are checked."""
 
 import math
 import os
@@ -187,3 +187,37 @@ def test_cpu_allocator_keeps_freed_blocks_unless_the_user_chose(env, tuned):
         assert float(released) < 8  # MiB handed back: none of the block
     else:
         assert float(released) > 56  # the block went back to the kernel
+
+
+def test_resume_folder_without_checkpoints_says_what_to_pass(tmp_path):
+    # nerfstudio parsed a step out of every file name: IndexError on an empty folder, ValueError on a
+    # run's folder (config.yml), both after the pipeline was built
+    from nerfstudio.engine.trainer import Trainer
+
+    from nerf_loe.compat.resume import checkpoint_step
+
+    install()
+    assert Trainer._load_checkpoint.__nerf_loe_patched__
+    run = tmp_path / "run"
+    models = run / "nerfstudio_models"
+    models.mkdir(parents=True)
+    (run / "config.yml").write_text("")
+    for step in (99, 1999, 299):
+        (models / f"step-{step:09d}.ckpt").write_bytes(b"")
+    (models / ".DS_Store").write_bytes(b"")  # a stray file: nerfstudio's parse failed on it too
+    assert checkpoint_step(models, None) == 1999  # the latest by number, not by name
+    assert checkpoint_step(models, 299) == 299
+    with pytest.raises(
+        ConfigError, match=r"--load-step 5: .*nerfstudio_models holds the steps 99, 299, 1999"
+    ):
+        checkpoint_step(models, 5)
+    with pytest.raises(
+        ConfigError, match=rf"--load-dir {run} holds no step-\*.ckpt checkpoint: pass --load-dir {models}"
+    ):
+        checkpoint_step(run, None)
+    with pytest.raises(
+        ConfigError, match=r"holds no step-\*.ckpt checkpoint: give a run's nerfstudio_models folder"
+    ):
+        checkpoint_step(tmp_path, None)
+    with pytest.raises(ConfigError, match=r"nope does not exist: give a run's nerfstudio_models folder"):
+        checkpoint_step(tmp_path / "nope", None)
