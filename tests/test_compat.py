@@ -1,4 +1,5 @@
-"""nerfstudio 1.1.5 fixes: checkpoints load with weights_only=True; LPIPS never downloads; resume folders are checked."""
+"""nerfstudio 1.1.5 fixes: checkpoints load with weights_only=True; LPIPS never downloads; resume
+folders are checked."""
 
 import math
 import os
