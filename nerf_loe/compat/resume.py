@@ -12,8 +12,9 @@ from pathlib import Path
 
 from nerf_loe.errors import ConfigError
 
-CHECKPOINT = re.compile(r"step-(\d+)\.ckpt")
-"""nerfstudio's checkpoint file names (``step-000000999.ckpt``)."""
+CHECKPOINT = re.compile(r"step-(\d{9})\.ckpt")
+"""nerfstudio's checkpoint file names (``step-000000999.ckpt``: the step in nine digits, the name
+nerfstudio's loader then opens)."""
 
 
 def _steps(folder: Path) -> list[int]:
