@@ -198,3 +198,23 @@ def test_each_method_trains_with_its_documented_distortion_weight(spec, mult):
     """The LoE family and asmr-nerf penalise weight spread along rays out of the box (README's
     option table); the NID methods, measured without it, keep it off."""
     assert spec.config.pipeline.model.distortion_loss_mult == mult
+
+
+def test_residual_penalty_trains_through_the_gradient_and_is_logged():
+    """loe-nerf's residual penalty is applied as weight decay (not a loss term): a backward pass
+    whose loss carries no gradient leaves each residual the penalty's own, 2 m R / R.numel(), and
+    the penalty's value is logged as a metric."""
+    model = _model(residual_banks=True, residual_scale=0.1, residual_penalty_mult=2.0)
+    layers = model.field.trunk.mlp.layers
+    with torch.no_grad():
+        for layer in layers:
+            layer.weight.normal_()
+    outputs = model.get_outputs(_rays(16))
+    batch = {"image": torch.rand(16, 3)}
+    losses = model.get_loss_dict(outputs, batch)
+    assert "residual_loss" not in losses
+    expected = 2.0 * sum(float(layer.weight.detach().square().mean()) for layer in layers)
+    assert float(model.get_metrics_dict(outputs, batch)["residual_penalty"]) == pytest.approx(expected)
+    (0.0 * sum(losses.values())).backward()
+    for layer in layers:
+        torch.testing.assert_close(layer.weight.grad, 4.0 * layer.weight.detach() / layer.weight.numel())

@@ -5,6 +5,7 @@ Python loop written from the LoE paper's formulas (Hao et al., SIGGRAPH Asia 202
 own vectorised expressions.
 """
 
+import copy
 import itertools
 import math
 
@@ -483,32 +484,59 @@ def test_residual_scale_multiplies_the_residual_a_sample_sees():
     assert not layer.weight.grad[[0, 1, 3]].any()
 
 
-def test_fixed_weights_form_the_banks_once_for_passes_without_gradients():
-    # Within the scope a no-grad pass reuses the bank sums formed by the first one: a residual
-    # changed in place afterwards is seen only by passes with gradients, and again after the scope.
+def test_fixed_weights_form_the_banks_once_for_every_pass_within():
+    # Within the scope every pass, with gradients too, uses the bank sums the first one formed (the
+    # parameters must not change there: a change is not seen until the scope ends), and the
+    # gradients reaching S and R are those of a pass outside any scope.
     torch.manual_seed(0)
     mlp = TiledMLP(5, 8, 2, Tiling([(2, 2, 2), (2, 2, 2)]), residual_banks=True, residual_scale=0.5).double()
     x, features = torch.rand(200, 3, dtype=torch.float64), torch.randn(200, 5, dtype=torch.float64)
     with torch.no_grad():
         for layer in mlp.layers:
             layer.weight.normal_()
-        before = mlp(features, x)
+    reference = mlp(features, x)
+    reference.square().sum().backward()
+    reference_grads = [p.grad.clone() for p in mlp.parameters()]
+    mlp.zero_grad()
     with mlp.fixed_weights():
         with torch.no_grad():
-            assert torch.equal(mlp(features, x), before)
-            mlp.layers[1].weight[3] += 1.0
-        with mlp.fixed_weights(), torch.no_grad():  # nested: still the outer scope's weights
-            assert torch.equal(mlp(features, x), before)
-        with torch.no_grad():
-            assert torch.equal(mlp(features, x), before)
+            assert torch.equal(mlp(features, x), reference)
+        formed = [layer._formed for layer in mlp.layers]
         with_grad = mlp(features, x)
+        assert all(layer._formed is f for layer, f in zip(mlp.layers, formed, strict=True))
+        with torch.no_grad():
+            mlp.layers[1].weight[3] += 1.0
+            with mlp.fixed_weights():  # nested: still the outer scope's weights
+                assert torch.equal(mlp(features, x), reference)
+    torch.testing.assert_close(with_grad, reference, rtol=0, atol=0)
+    with_grad.square().sum().backward()
+    for grad, expected in zip((p.grad for p in mlp.parameters()), reference_grads, strict=True):
+        torch.testing.assert_close(grad, expected, rtol=1e-12, atol=1e-12)
     with torch.no_grad():
-        after = mlp(features, x)
-    assert not torch.allclose(after, before)
-    torch.testing.assert_close(with_grad, after, rtol=0, atol=0)
-    with_grad.sum().backward()  # the grad pass inside built its graph from the live parameters
-    assert mlp.layers[1].weight.grad.abs().sum() > 0
+        assert not torch.allclose(mlp(features, x), reference)  # after the scope: the live weights
     assert all(not layer.reuse and layer._formed is None for layer in mlp.layers)
+
+
+def test_residual_decay_adds_the_penalty_gradient_once_per_backward():
+    """``decay_residuals(m)`` trains as if ``m x residual_penalty()`` were in the loss: gradients
+    equal autograd's of ``loss + m * sum over layers of mean(R ** 2)`` (written out here)."""
+    torch.manual_seed(0)
+    tiling = Tiling([(2, 2, 2), (4, 4, 4)])
+    decayed = TiledMLP(6, 16, 4, tiling, residual_banks=True, residual_scale=0.1).double()
+    with torch.no_grad():
+        for layer in decayed.layers:
+            layer.weight.normal_()
+    explicit = copy.deepcopy(decayed)
+    decayed.decay_residuals(3.0)
+    x, features = torch.rand(300, 3, dtype=torch.float64), torch.randn(300, 6, dtype=torch.float64)
+    decayed(features, x).square().sum().backward()
+    penalty = sum((layer.weight**2).mean() for layer in explicit.layers)
+    (explicit(features, x).square().sum() + 3.0 * penalty).backward()
+    for a, b in zip(decayed.parameters(), explicit.parameters(), strict=True):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(decayed.residual_penalty(), penalty.detach(), rtol=1e-12, atol=0)
+    with pytest.raises(ValueError, match="residual banks"):
+        TiledMLP(6, 16, 4, tiling).decay_residuals(1.0)
 
 
 @pytest.mark.parametrize("blending", ["nearest", "linear"])

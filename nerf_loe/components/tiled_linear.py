@@ -19,6 +19,7 @@ import math
 import torch
 from jaxtyping import Float
 from torch import Tensor, nn
+from torch.autograd.function import FunctionCtx, once_differentiable
 
 from nerf_loe.components.routing import Routes
 from nerf_loe.components.tiling import BankSelection
@@ -71,14 +72,19 @@ class TiledLinear(nn.Module):
             nn.init.zeros_(self.bias)
 
     def bank_weights(self) -> Float[Tensor, "banks d_out d_in"]:
-        """The weight matrix of every bank."""
+        """The weight matrix of every bank. Within :meth:`TiledMLP.fixed_weights
+        <nerf_loe.components.tiled_mlp.TiledMLP.fixed_weights>` residual banks are formed once and
+        serve every pass, the one with gradients too (a training step's pre-pass and its shading
+        pass then share one ``S + s R``)."""
         if self.shared is None:
             return self.weight
-        if not self.reuse or torch.is_grad_enabled():
-            # one fused kernel (S + s R), not a scaled copy of R then a sum: half the memory traffic
-            return torch.add(self.shared, self.weight, alpha=self.residual_scale)
+        if not self.reuse:
+            return _BankSum.apply(self.shared, self.weight, self.residual_scale, None)
         if self._formed is None:
-            self._formed = torch.add(self.shared, self.weight, alpha=self.residual_scale)
+            with torch.no_grad():
+                self._formed = torch.add(self.shared, self.weight, alpha=self.residual_scale)
+        if torch.is_grad_enabled():
+            return _BankSum.apply(self.shared, self.weight, self.residual_scale, self._formed)
         return self._formed
 
     def release_formed(self) -> None:
@@ -87,7 +93,10 @@ class TiledLinear(nn.Module):
 
     def residual_penalty(self) -> Tensor:
         """Mean squared residual (zero for independent banks)."""
-        return self.weight.square().mean() if self.shared is not None else self.weight.new_zeros(())
+        if self.shared is None:
+            return self.weight.new_zeros(())
+        flat = self.weight.flatten()
+        return torch.dot(flat, flat) / flat.numel()  # one pass, no squared copy
 
     def forward(
         self,
@@ -116,3 +125,26 @@ class TiledLinear(nn.Module):
     def extra_repr(self) -> str:
         kind = "residual" if self.shared is not None else "independent"
         return f"in={self.in_features}, out={self.out_features}, banks={self.num_banks} ({kind})"
+
+
+class _BankSum(torch.autograd.Function):
+    """``W[j] = S + s R[j]`` in one kernel (not a scaled copy of ``R``, then a sum), with a backward
+    that scales ``dW`` into ``dR`` in place: autograd's own allocates a new tensor of every bank for
+    it, which with 1k samples a step cost about as much as the layer's routed products. In place is
+    safe: ``dW`` is the routed matmul's fresh weight gradient (or autograd's sum of several),
+    used by nothing else."""
+
+    @staticmethod
+    def forward(
+        ctx: FunctionCtx, shared: Tensor, residual: Tensor, scale: float, formed: Tensor | None
+    ) -> Tensor:
+        """``formed``: the sum already formed from these parameters (reused), or None."""
+        ctx.scale = scale
+        return torch.add(shared, residual, alpha=scale) if formed is None else formed
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: FunctionCtx, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None, None]:
+        grad_shared = grad.sum(0) if ctx.needs_input_grad[0] else None
+        grad_residual = grad.mul_(ctx.scale) if ctx.needs_input_grad[1] else None
+        return grad_shared, grad_residual, None, None

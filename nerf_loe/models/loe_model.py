@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import get_args
 
+import torch
 from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes, TrainingCallbackLocation
 from torch import Tensor, nn
 
@@ -45,8 +46,9 @@ class LoEModelConfig(FieldModelConfig):
     """With residual_banks: bank j's weight is shared + residual_scale * residual_j; under Adam this
     is the residuals' learning rate relative to the shared matrix's."""
     residual_penalty_mult: float = 0.0
-    """Weight in the loss of the residuals' size (with residual_banks): the sum over tiled layers of
-    the mean squared stored residual ``R`` (the weight offset is ``residual_scale * R``)."""
+    """Weight of the residuals' size (with residual_banks), the sum over tiled layers of the mean
+    squared stored residual ``R`` (the weight offset is ``residual_scale * R``), as if in the loss;
+    applied through the gradient (L2 weight decay; logged as the metric ``residual_penalty``)."""
     residual_release_step: int = 0
     """With residual_banks: the residuals are used and trained from this training step on; before
     it every layer is its shared matrix, a plain MLP at the MLP's speed (no routing). 0: from the
@@ -87,6 +89,8 @@ class LoEModel(FieldModel):
     def populate_modules(self) -> None:
         super().populate_modules()
         self.field.trunk.mlp.released.fill_(self.config.residual_release_step == 0)
+        if self.config.residual_banks and self.config.residual_penalty_mult > 0:
+            self.field.trunk.mlp.decay_residuals(self.config.residual_penalty_mult)
 
     def get_training_callbacks(self, attributes: TrainingCallbackAttributes) -> list[TrainingCallback]:
         callbacks = super().get_training_callbacks(attributes)
@@ -102,9 +106,12 @@ class LoEModel(FieldModel):
             )
         return callbacks
 
-    def get_loss_dict(self, outputs, batch, metrics_dict=None) -> dict[str, Tensor]:
-        losses = super().get_loss_dict(outputs, batch, metrics_dict)
+    def get_metrics_dict(self, outputs, batch) -> dict[str, Tensor]:
+        """With the residual penalty: its value (in the gradient, not the loss: see
+        :meth:`~nerf_loe.components.tiled_mlp.TiledMLP.decay_residuals`)."""
+        metrics = super().get_metrics_dict(outputs, batch)
         if self.config.residual_banks and self.config.residual_penalty_mult > 0:
-            penalty = self.field.trunk.mlp.residual_penalty()
-            losses["residual_loss"] = self.config.residual_penalty_mult * penalty
-        return losses
+            with torch.no_grad():
+                penalty = self.field.trunk.mlp.residual_penalty()
+            metrics["residual_penalty"] = self.config.residual_penalty_mult * penalty
+        return metrics
