@@ -218,3 +218,18 @@ def test_residual_penalty_trains_through_the_gradient_and_is_logged():
     (0.0 * sum(losses.values())).backward()
     for layer in layers:
         torch.testing.assert_close(layer.weight.grad, 4.0 * layer.weight.detach() / layer.weight.numel())
+
+
+def test_residual_penalty_refuses_mixed_precision():
+    """The penalty acts on the gradient, which a grad scaler would scale: said, not silently weakened."""
+    from nerfstudio.engine.callbacks import TrainingCallbackAttributes
+
+    class EnabledScaler:
+        def is_enabled(self) -> bool:
+            return True
+
+    model = _model(residual_banks=True, residual_penalty_mult=2.0)
+    with pytest.raises(ConfigError, match="mixed-precision False"):
+        model.get_training_callbacks(TrainingCallbackAttributes(None, EnabledScaler(), None, None))
+    unpenalised = _model(residual_banks=True)
+    assert unpenalised.get_training_callbacks(TrainingCallbackAttributes(None, EnabledScaler(), None, None))

@@ -1,10 +1,12 @@
 """Routing benchmark: the cost of per-position weight banks against the equal-MAC MLP.
 
 Run: ``python -m nerf_loe.benchmarks.routing [--device cuda] [--samples 3000 30000]
-[--chunks 64 128 256]``. Times loe-nerf's default trunk (banks 2x2x2, 4x4x4, 4x4x4, 4x4x4, width
-128, on the positional encoding) against the same trunk with one bank per layer (the PE-MLP, a
-plain matmul per layer) on the same samples: one forward + backward (training) and one forward
-without gradients (the early-stopping pre-pass, grid updates, rendering), in the sliced layout
+[--chunks 64 128 256]``. Times loe-nerf's trunk as configured (banks 2x2x2, 4x4x4, 4x4x4, 4x4x4,
+residual, width 128, on the positional encoding) against the same trunk with one bank per layer (the PE-MLP, a
+plain matmul per layer) on the same samples: one forward + backward (training), one training
+step (forward, backward and the fused Adam update, as loe-nerf and mlp-nerf train: with loe-nerf's
+residual penalty, and what scales with the parameters, 3.3M against 58K) and one forward without
+gradients (the early-stopping pre-pass, grid updates, rendering), in the sliced layout
 (the CPU's), and in the chunked one (CUDA's) with the chunk size chosen per layout (``auto``) and
 each fixed one. Training passes hold ~10-30k samples, pre-pass
 windows a few thousand. Positions are drawn cubed-uniform, so bank loads are uneven as in a real
@@ -17,6 +19,7 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal, get_args
 
 import torch
 import tyro
@@ -27,9 +30,8 @@ from nerf_loe.benchmarks.timing import Stopwatch
 from nerf_loe.compat.allocator import tune_cpu_allocator
 from nerf_loe.components import routing
 from nerf_loe.components.tiled_mlp import TiledMLP
-from nerf_loe.components.tiling import Tiling
-
-LOE_BANKS = [(2, 2, 2), (4, 4, 4), (4, 4, 4), (4, 4, 4)]
+from nerf_loe.components.tiling import Tiling, parse_counts
+from nerf_loe.method_configs.loe import loe_nerf
 
 
 @dataclass
@@ -48,13 +50,21 @@ class RoutingArgs:
     out: Path = field(default_factory=lambda: RESULTS / "routing")
 
 
-def time_pass(mlp: TiledMLP, features: torch.Tensor, x: torch.Tensor, train: bool) -> float:
-    """Seconds for one forward + backward (parameter gradients only, as in training), or one
-    forward without gradients."""
+Pass = Literal["forward + backward", "training step", "forward, no grad"]
+
+
+def time_pass(
+    mlp: TiledMLP, optimizer: torch.optim.Optimizer, features: torch.Tensor, x: torch.Tensor, kind: Pass
+) -> float:
+    """Seconds for one pass of ``kind`` (backward: parameter gradients only, as in training)."""
+    train = kind != "forward, no grad"
+    optimizer.zero_grad(set_to_none=True)
     with Stopwatch(cuda=features.is_cuda) as watch, torch.set_grad_enabled(train):
         out = mlp(features, x)
         if train:
             out.square().mean().backward()
+        if kind == "training step":
+            optimizer.step()
     return watch.seconds
 
 
@@ -63,7 +73,12 @@ Variant = tuple[str, routing.Layout, int | None]
 
 
 def time_variants(
-    trunks: dict[str, TiledMLP], variants: list[Variant], n: int, train: bool, args: RoutingArgs
+    trunks: dict[str, TiledMLP],
+    optimizers: dict[str, torch.optim.Optimizer],
+    variants: list[Variant],
+    n: int,
+    kind: Pass,
+    args: RoutingArgs,
 ) -> dict[Variant, float]:
     """Median seconds per variant."""
     times: dict[Variant, list[float]] = {v: [] for v in variants}
@@ -74,7 +89,7 @@ def time_variants(
             features = torch.randn(m, args.features, device=args.device)
             for name, layout, chunk in variants:
                 routing.LAYOUT, routing.CHUNK_ROWS = layout, chunk
-                seconds = time_pass(trunks[name], features, x, train)
+                seconds = time_pass(trunks[name], optimizers[name], features, x, kind)
                 if round_:
                     times[(name, layout, chunk)].append(seconds)
     finally:
@@ -86,18 +101,31 @@ def main() -> None:
     tune_cpu_allocator()  # as ns-train has it (the plugin's compat fixes)
     args = tyro.cli(RoutingArgs)
     torch.manual_seed(0)
+    loe = loe_nerf.config.pipeline.model
+    banks = parse_counts(loe.banks, "loe-nerf's banks")
     trunks = {
-        "mlp": TiledMLP(args.features, args.hidden, 16, Tiling([(1, 1, 1)] * len(LOE_BANKS))),
+        "mlp": TiledMLP(args.features, args.hidden, 16, Tiling([(1, 1, 1)] * len(banks))),
         "loe": TiledMLP(
-            args.features, args.hidden, 16, Tiling(LOE_BANKS), residual_banks=True, residual_scale=0.1
+            args.features,
+            args.hidden,
+            16,
+            Tiling(banks),
+            residual_banks=loe.residual_banks,
+            residual_scale=loe.residual_scale,
         ),
     }
     trunks = {k: v.to(args.device) for k, v in trunks.items()}
+    if loe.residual_banks and loe.residual_penalty_mult > 0:
+        trunks["loe"].decay_residuals(loe.residual_penalty_mult)
+    optimizers = {
+        k: torch.optim.Adam(v.parameters(), lr=1e-4, eps=1e-15, fused=True) for k, v in trunks.items()
+    }
     variants: list[Variant] = [("mlp", "auto", None), ("loe", "slices", None), ("loe", "chunks", None)]
     variants += [("loe", "chunks", c) for c in args.chunks]
     if args.compile:
         for name in ("mlp", "loe"):
             trunks[f"{name} compiled"] = torch.compile(trunks[name], dynamic=True)
+            optimizers[f"{name} compiled"] = optimizers[name]
         variants += [("mlp compiled", "auto", None), ("loe compiled", "auto", None)]
     threads = torch.get_num_threads()
     lines = [
@@ -113,16 +141,12 @@ def main() -> None:
         + " |",
         "|---|---:|---:|" + "---:|" * (len(variants) - 1),
     ]
-    for train in (True, False):
+    for kind in get_args(Pass):
         for n in args.samples:
-            times = time_variants(trunks, variants, n, train, args)
+            times = time_variants(trunks, optimizers, variants, n, kind, args)
             mlp_s = times[("mlp", "auto", None)]
             ratios = [f"{times[v] / mlp_s:.2f}x" for v in variants[1:]]
-            lines.append(
-                f"| {'forward + backward' if train else 'forward, no grad'} | {n} | {mlp_s * 1e3:.1f} | "
-                + " | ".join(ratios)
-                + " |"
-            )
+            lines.append(f"| {kind} | {n} | {mlp_s * 1e3:.1f} | " + " | ".join(ratios) + " |")
             print(lines[-1], flush=True)
     print("\n".join(lines))
     save_report(args.out, "\n".join(lines) + "\n")

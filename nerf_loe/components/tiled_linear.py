@@ -129,10 +129,9 @@ class TiledLinear(nn.Module):
 
 class _BankSum(torch.autograd.Function):
     """``W[j] = S + s R[j]`` in one kernel (not a scaled copy of ``R``, then a sum), with a backward
-    that scales ``dW`` into ``dR`` in place: autograd's own allocates a new tensor of every bank for
-    it, which with 1k samples a step cost about as much as the layer's routed products. In place is
-    safe: ``dW`` is the routed matmul's fresh weight gradient (or autograd's sum of several),
-    used by nothing else."""
+    that scales ``dW`` into ``dR`` in place, where autograd's own writes a new tensor of every bank.
+    In place is safe: ``dW`` is the routed matmul's fresh weight gradient (or autograd's sum of
+    several), used by nothing else."""
 
     @staticmethod
     def forward(

@@ -108,10 +108,10 @@ class TiledMLP(nn.Module):
         """Penalise ``mult x residual_penalty()`` through the gradient: as each backward pass
         accumulates a layer's residual gradient, add the penalty's, ``2 mult R / R.numel()`` (L2
         weight decay), in place. One pass over the residuals a step, where the penalty as a loss
-        term cost about eight (square, mean and their backward, each a new tensor of every
-        residual): on loe-nerf's 3.2M residuals, with 1k samples a step, 12 of its trunk's 23 ms a
-        CPU step. Exact as long as each step makes one backward pass through the trunk (a
-        nerfstudio training step does) and gradients are not scaled (mixed precision is off)."""
+        term made about eight (square, mean and their backward, each a new tensor of every
+        residual; loe-nerf has 3.2M). Exact as long as each step makes one backward pass through
+        the trunk (a nerfstudio training step does) and gradients are not scaled (no mixed
+        precision: :class:`~nerf_loe.models.loe_model.LoEModel` refuses it)."""
         if self.layers[0].shared is None:
             raise ValueError("decay_residuals needs residual banks (residual_banks=True)")
         for layer in self.layers:
