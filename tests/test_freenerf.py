@@ -70,7 +70,7 @@ def test_frequencies_are_released_over_the_configured_share_of_training(config_c
     follows t / T, T the share of --max-num-iterations."""
     model = _model(config_class, frequency_reg_fraction=0.5)
     trainer = SimpleNamespace(config=SimpleNamespace(max_num_iterations=200))
-    callbacks = model.get_training_callbacks(SimpleNamespace(trainer=trainer))
+    callbacks = model.get_training_callbacks(SimpleNamespace(trainer=trainer, grad_scaler=None))
     masks = {name: m for name, m in model.named_modules() if isinstance(m, FrequencyMask)}
     assert len(masks) == encodings
     for step, want in [(0, 0.0), (50, 0.5), (100, 1.0), (150, 1.5)]:
