@@ -115,7 +115,7 @@ def main() -> None:
         ),
     }
     trunks = {k: v.to(args.device) for k, v in trunks.items()}
-    if loe.residual_banks and loe.residual_penalty_mult > 0:
+    if loe.penalised:
         trunks["loe"].decay_residuals(loe.residual_penalty_mult)
     optimizers = {
         k: torch.optim.Adam(v.parameters(), lr=1e-4, eps=1e-15, fused=True) for k, v in trunks.items()

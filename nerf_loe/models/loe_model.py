@@ -66,6 +66,11 @@ class LoEModelConfig(FieldModelConfig):
                 "--pipeline.model.residual-release-step must be >= 0, and > 0 only with residual-banks"
             )
 
+    @property
+    def penalised(self) -> bool:
+        """Whether the residual penalty acts (residual banks and a positive weight)."""
+        return self.residual_banks and self.residual_penalty_mult > 0
+
     def make_trunk(self, out_dim: int, metadata: dict) -> nn.Module:
         tiling = Tiling(parse_counts(self.banks, "--pipeline.model.banks"), self.tiling, self.blending)
         return LoETrunk(
@@ -86,20 +91,15 @@ class LoEModel(FieldModel):
 
     config: LoEModelConfig
 
-    @property
-    def penalised(self) -> bool:
-        """Whether the residual penalty acts (residual banks and a positive weight)."""
-        return self.config.residual_banks and self.config.residual_penalty_mult > 0
-
     def populate_modules(self) -> None:
         super().populate_modules()
         self.field.trunk.mlp.released.fill_(self.config.residual_release_step == 0)
-        if self.penalised:
+        if self.config.penalised:
             self.field.trunk.mlp.decay_residuals(self.config.residual_penalty_mult)
 
     def get_training_callbacks(self, attributes: TrainingCallbackAttributes) -> list[TrainingCallback]:
         scaler = attributes.grad_scaler
-        if self.penalised and scaler is not None and scaler.is_enabled():
+        if self.config.penalised and scaler is not None and scaler.is_enabled():
             raise ConfigError(
                 "--pipeline.model.residual-penalty-mult acts on the gradient, which mixed precision "
                 "scales: train with --mixed-precision False (loe-nerf's default) or set the penalty to 0"
@@ -121,7 +121,7 @@ class LoEModel(FieldModel):
         """With the residual penalty: its value (in the gradient, not the loss: see
         :meth:`~nerf_loe.components.tiled_mlp.TiledMLP.decay_residuals`)."""
         metrics = super().get_metrics_dict(outputs, batch)
-        if self.penalised:
+        if self.config.penalised:
             with torch.no_grad():
                 penalty = self.field.trunk.mlp.residual_penalty()
             metrics["residual_penalty"] = self.config.residual_penalty_mult * penalty
