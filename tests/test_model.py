@@ -169,6 +169,15 @@ def test_unknown_initialisation_is_a_config_error():
         LoEModelConfig(init="xavier")
 
 
+def test_modulated_banks_without_residual_banks_are_a_config_error():
+    with pytest.raises(
+        ConfigError, match="residual-form modulated needs --pipeline.model.residual-banks True"
+    ):
+        LoEModelConfig(residual_form="modulated")
+    with pytest.raises(ConfigError, match="residual-form 'diagonal'"):
+        LoEModelConfig(residual_banks=True, residual_form="diagonal")
+
+
 def test_empty_ray_batches_are_config_errors():
     # without the checks: a reshape error deep in torch at the first step, or at evaluation
     with pytest.raises(ConfigError, match="eval-num-rays-per-chunk must be >= 1"):

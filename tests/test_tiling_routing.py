@@ -391,12 +391,14 @@ def test_kaiming_init_keeps_the_signal_through_depth_where_the_torch_default_los
     assert default[1] / default[0] < 0.3 and default[3] / default[0] < 0.05, default
 
 
+@pytest.mark.parametrize("form", ["full", "modulated"])
 @pytest.mark.parametrize("blending", ["nearest", "linear"])
-def test_residual_banks_start_as_the_one_bank_network_exactly(blending):
+def test_residual_banks_start_as_the_one_bank_network_exactly(blending, form):
     """Shared matrix + zero residuals: at initialisation the LoE trunk is its plain MLP (in float64,
     to rounding: routed matmuls on row subsets and blended corners may round differently)."""
     torch.manual_seed(0)
-    loe = TiledMLP(6, 16, 4, Tiling([(2, 2, 2), (4, 4, 4)], blending=blending), residual_banks=True).double()
+    tiling = Tiling([(2, 2, 2), (4, 4, 4)], blending=blending)
+    loe = TiledMLP(6, 16, 4, tiling, residual_banks=True, residual_form=form).double()
     mlp = TiledMLP(6, 16, 4, Tiling([(1, 1, 1), (1, 1, 1)])).double()
     with torch.no_grad():
         for tiled, plain in zip(loe.layers, mlp.layers, strict=True):
@@ -413,6 +415,65 @@ def test_residual_banks_start_as_the_one_bank_network_exactly(blending):
     changed = ((loe(features, x) - mlp(features, x)).abs() > 1e-9).any(-1)
     if blending == "nearest":
         assert torch.equal(changed, bank == 5)
+
+
+@pytest.mark.parametrize("blending", ["nearest", "linear"])
+def test_modulated_banks_match_a_per_sample_loop_over_their_bank_maps(blending):
+    """A modulated bank j is the affine map ``x -> diag(1 + s g_j) S x + b + s c_j``; the layer's
+    output is each sample's map (nearest) or the tent-weighted sum of its corners' maps (linear),
+    written here as a slow loop over samples and candidates."""
+    torch.manual_seed(0)
+    s = 0.3
+    tiling = Tiling([(2, 2, 1)], blending=blending)
+    layer = TiledLinear(5, 3, 4, residual=True, residual_scale=s, form="modulated").double()
+    with torch.no_grad():
+        layer.weight.normal_()
+        layer.bias.normal_()
+    x, positions = torch.randn(40, 5, dtype=torch.float64), torch.rand(40, 3, dtype=torch.float64)
+    selection = tiling.select(positions, 0)
+    weights = selection.weight if selection.weight is not None else torch.ones(1, 40, dtype=torch.float64)
+    expected = torch.zeros(40, 3, dtype=torch.float64)
+    for i in range(40):
+        for k in range(selection.index.shape[0]):
+            j = int(selection.index[k, i])
+            matrix = torch.diag(1 + s * layer.weight[j, 0]) @ layer.shared
+            bias = layer.bias + s * layer.weight[j, 1]
+            expected[i] += weights[k, i] * (matrix @ x[i] + bias)
+    torch.testing.assert_close(layer(x, selection), expected.detach(), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("blending", ["nearest", "linear"])
+def test_modulated_banks_gradients_match_finite_differences(blending):
+    """The modulated layer's written-out backward (per-bank sums of the lookups' gradients)."""
+    torch.manual_seed(0)
+    layer = TiledLinear(4, 3, 4, residual=True, residual_scale=0.5, form="modulated").double()
+    with torch.no_grad():
+        layer.weight.normal_()
+    x = torch.randn(12, 4, dtype=torch.float64, requires_grad=True)
+    selection = Tiling([(2, 2, 1)], blending=blending).select(torch.rand(12, 3, dtype=torch.float64), 0)
+    params = (x, layer.shared, layer.weight, layer.bias)
+
+    def apply(x, shared, weight, bias):
+        return torch.func.functional_call(
+            layer, {"shared": shared, "weight": weight, "bias": bias}, (x, selection)
+        )
+
+    assert torch.autograd.gradcheck(apply, params)
+
+
+def test_modulated_banks_are_plain_layers_in_macs_and_refuse_independent_banks():
+    """One dense product a sample (plus the row scales), whatever the banks; modulation is a form of
+    residual banks, so asking for it without them is a configuration error."""
+    tiling = Tiling([(2, 2, 2), (4, 4, 4)])
+    mlp = TiledMLP(6, 16, 4, Tiling([(1, 1, 1), (1, 1, 1)]))
+    loe = TiledMLP(6, 16, 4, tiling, residual_banks=True, residual_form="modulated")
+    assert loe.macs_per_sample() == mlp.macs_per_sample() + 16 + 16
+    blended = TiledMLP(
+        6, 16, 4, Tiling([(2, 2, 2)], blending="linear"), residual_banks=True, residual_form="modulated"
+    )
+    assert blended.macs_per_sample() == 6 * 16 + 16 + 8 * 2 * 16 + 16 * 4
+    with pytest.raises(ConfigError, match="need residual banks"):
+        TiledLinear(4, 3, 8, residual=False, form="modulated")
 
 
 def test_unreleased_residual_banks_are_the_plain_mlp_and_train_no_residual():

@@ -3,7 +3,8 @@
 Run: ``python -m nerf_loe.benchmarks.routing [--device cuda] [--samples 3000 30000]
 [--chunks 64 128 256]``. Times loe-nerf's trunk as configured (banks 2x2x2, 4x4x4, 4x4x4, 4x4x4,
 residual, width 128, on the positional encoding) against the same trunk with one bank per layer (the PE-MLP, a
-plain matmul per layer) on the same samples: one forward + backward (training), one training
+plain matmul per layer) and the modulated form of its banks (``--pipeline.model.residual-form
+modulated``: no routing) on the same samples: one forward + backward (training), one training
 step (forward, backward and the fused Adam update, as loe-nerf and mlp-nerf train: with loe-nerf's
 residual penalty, and what scales with the parameters, 3.3M against 58K) and one forward without
 gradients (the early-stopping pre-pass, grid updates, rendering), in the sliced layout
@@ -114,14 +115,25 @@ def main() -> None:
             residual_scale=loe.residual_scale,
         ),
     }
+    trunks["loe modulated"] = TiledMLP(
+        args.features,
+        args.hidden,
+        16,
+        Tiling(banks),
+        residual_banks=True,
+        residual_scale=loe.residual_scale,
+        residual_form="modulated",
+    )
     trunks = {k: v.to(args.device) for k, v in trunks.items()}
     if loe.penalised:
-        trunks["loe"].decay_residuals(loe.residual_penalty_mult)
+        for name in ("loe", "loe modulated"):
+            trunks[name].decay_residuals(loe.residual_penalty_mult)
     optimizers = {
         k: torch.optim.Adam(v.parameters(), lr=1e-4, eps=1e-15, fused=True) for k, v in trunks.items()
     }
     variants: list[Variant] = [("mlp", "auto", None), ("loe", "slices", None), ("loe", "chunks", None)]
     variants += [("loe", "chunks", c) for c in args.chunks]
+    variants += [("loe modulated", "auto", None)]
     if args.compile:
         for name in ("mlp", "loe"):
             trunks[f"{name} compiled"] = torch.compile(trunks[name], dynamic=True)
@@ -137,6 +149,7 @@ def main() -> None:
         "",
         "| pass | samples | MLP ms | "
         + " | ".join(["loe slices", "loe chunks auto"] + [f"loe chunks {c}" for c in args.chunks])
+        + " | loe modulated"
         + (" | mlp compiled | loe compiled (auto)" if args.compile else "")
         + " |",
         "|---|---:|---:|" + "---:|" * (len(variants) - 1),

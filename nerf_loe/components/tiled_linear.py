@@ -5,16 +5,26 @@ is shared. With one bank it is exactly ``nn.Linear``. Compute per sample equals 
 (nearest blending) or ``2^d`` of them (linear blending), whatever the number of banks.
 
 Banks are either independent matrices, or (``residual=True``) one shared matrix plus a scaled
-residual per bank, ``W[j] = S + s R[j]`` with ``R`` starting at zero: the layer then starts as the
-plain ``nn.Linear`` ``S`` and specialises per region only as far as the data (and a penalty on
-``R``) allow. Under Adam, whose steps do not depend on the gradient's scale, ``s`` is the
-residuals' learning rate relative to the shared matrix's. The sum is formed once per forward
-pass, so the per-sample cost is unchanged.
+residual per bank that starts at zero, so the layer starts as the plain ``nn.Linear`` ``S`` and
+specialises per region only as far as the data (and a penalty on the residuals) allow. Under Adam,
+whose steps do not depend on the gradient's scale, ``s`` is the residuals' learning rate relative
+to the shared matrix's. Two forms of residual:
+
+- ``full``: ``W[j] = S + s R[j]``, any matrix per bank. The sum is formed once per forward pass, so
+  the per-sample cost is one dense layer's, but each bank's rows take their own matrix product
+  (:mod:`~nerf_loe.components.routing`).
+- ``modulated``: bank ``j`` scales the shared matrix's rows and shifts the bias,
+  ``W[j] = diag(1 + s g[j]) S`` and ``b[j] = b + s c[j]`` (FiLM-like: ``2 x out`` parameters a bank
+  against ``out x in``). ``W[j] h + b[j] = S h + b + s (g[j] * S h + c[j])``: one dense product for
+  every sample and a per-sample lookup of ``(g, c)``, no routing. Linear blending mixes the
+  looked-up ``(g, c)`` (the bank maps are linear in them and the weights sum to one), not ``2^d``
+  products.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 from jaxtyping import Float
@@ -23,6 +33,9 @@ from torch.autograd.function import FunctionCtx, once_differentiable
 
 from nerf_loe.components.routing import Routes
 from nerf_loe.components.tiling import BankSelection
+from nerf_loe.errors import ConfigError
+
+ResidualForm = Literal["full", "modulated"]
 
 
 class TiledLinear(nn.Module):
@@ -36,16 +49,24 @@ class TiledLinear(nn.Module):
         residual: bool = False,
         residual_scale: float = 1.0,
         gain: float | None = None,
+        form: ResidualForm = "full",
     ) -> None:
         super().__init__()
+        if form not in ("full", "modulated"):
+            raise ConfigError(f"residual form {form!r}: choose full or modulated")
+        if form == "modulated" and not residual:
+            raise ConfigError("modulated banks are residuals of a shared matrix: they need residual banks")
+        self.form = form
         self.residual_scale = residual_scale
         self.gain = gain
         """He initialisation for an activation of this gain (None: nn.Linear's default)."""
         self.in_features = in_features
         self.out_features = out_features
         self.num_banks = num_banks
-        self.weight = nn.Parameter(torch.empty(num_banks, out_features, in_features))
-        """The banks (independent), or the per-bank residuals ``R`` (residual)."""
+        shape = (num_banks, out_features, in_features) if form == "full" else (num_banks, 2, out_features)
+        self.weight = nn.Parameter(torch.empty(shape))
+        """The banks (independent), the per-bank residuals ``R`` (full residuals), or each bank's row
+        scales and bias shifts ``(g, c)`` (modulated)."""
         self.shared = nn.Parameter(torch.empty(out_features, in_features)) if residual else None
         self.bias = nn.Parameter(torch.empty(out_features))
         self.reuse = False
@@ -72,7 +93,7 @@ class TiledLinear(nn.Module):
             nn.init.zeros_(self.bias)
 
     def bank_weights(self) -> Float[Tensor, "banks d_out d_in"]:
-        """The weight matrix of every bank. Within :meth:`TiledMLP.fixed_weights
+        """The weight matrix of every bank (full form). Within :meth:`TiledMLP.fixed_weights
         <nerf_loe.components.tiled_mlp.TiledMLP.fixed_weights>` residual banks are formed once and
         serve every pass, the one with gradients too (a training step's pre-pass and its shading
         pass then share one ``S + s R``)."""
@@ -109,7 +130,11 @@ class TiledLinear(nn.Module):
         """Apply the selected banks. ``routes`` may pass precomputed groupings (one per candidate).
         With nearest blending ``x`` may arrive in the layout of ``source`` and the output leave in
         that of ``target`` (see :func:`~nerf_loe.components.routing.rearrange`); None, and always
-        with linear blending: sample order."""
+        with linear blending or modulated banks: sample order."""
+        if self.form == "modulated":
+            if source is not None or target is not None:
+                raise ValueError("modulated banks route nothing: pass rows in sample order")
+            return self._modulated(x, selection)
         if routes is None:
             routes = [Routes(index, self.num_banks) for index in selection.index]
         weights = self.bank_weights()
@@ -122,8 +147,30 @@ class TiledLinear(nn.Module):
             out = out + w[:, None] * route.apply(x, weights)
         return out
 
+    def _modulated(self, x: Float[Tensor, "n d_in"], selection: BankSelection) -> Float[Tensor, "n d_out"]:
+        """``S x * (1 + s g) + (b + s c)`` with each sample's (blended) ``(g, c)``: the two bank
+        tables are formed once a pass (banks x out), then one lookup and one multiply-add a sample."""
+        s = self.residual_scale
+        scale_table = self.weight[:, 0].mul(s).add(1.0)
+        shift_table = self.weight[:, 1].mul(s).add(self.bias)
+        shared = nn.functional.linear(x, self.shared)
+        if selection.weight is None:
+            return _Modulate.apply(shared, scale_table, shift_table, selection.index[0])
+        table = torch.cat([scale_table, shift_table], 1)
+        pairs = zip(selection.index, selection.weight, strict=True)
+        scale, shift = sum(w[:, None] * table.index_select(0, i) for i, w in pairs).chunk(2, 1)
+        return torch.addcmul(shift, shared, scale)
+
+    def macs_per_sample(self, corners: int) -> int:
+        """Multiply-accumulates per sample when ``corners`` banks are blended: full banks apply
+        each corner's matrix; modulated ones one matrix, the row scales, and blend the lookups."""
+        if self.form == "full":
+            return self.in_features * self.out_features * corners
+        blend = 2 * self.out_features * corners if corners > 1 else 0
+        return self.in_features * self.out_features + self.out_features + blend
+
     def extra_repr(self) -> str:
-        kind = "residual" if self.shared is not None else "independent"
+        kind = "independent" if self.shared is None else f"residual, {self.form}"
         return f"in={self.in_features}, out={self.out_features}, banks={self.num_banks} ({kind})"
 
 
@@ -147,3 +194,29 @@ class _BankSum(torch.autograd.Function):
         grad_shared = grad.sum(0) if ctx.needs_input_grad[0] else None
         grad_residual = grad.mul_(ctx.scale) if ctx.needs_input_grad[1] else None
         return grad_shared, grad_residual, None, None
+
+
+class _Modulate(torch.autograd.Function):
+    """``y = z * A[j] + B[j]`` for each sample's bank ``j``, with a backward that sums the tables'
+    gradients per bank straight from ``dy`` (autograd's would keep and gather more copies of
+    ``n x out`` tensors)."""
+
+    @staticmethod
+    def forward(
+        ctx: FunctionCtx, z: Tensor, scale_table: Tensor, shift_table: Tensor, index: Tensor
+    ) -> Tensor:
+        scale = scale_table.index_select(0, index)
+        ctx.save_for_backward(z, scale, index)
+        ctx.num_banks = scale_table.shape[0]
+        return torch.addcmul(shift_table.index_select(0, index), z, scale)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: FunctionCtx, grad: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None, None]:
+        z, scale, index = ctx.saved_tensors
+        needs = ctx.needs_input_grad
+        table_shape = (ctx.num_banks, grad.shape[1])
+        grad_z = grad * scale if needs[0] else None
+        grad_scale = grad.new_zeros(table_shape).index_add_(0, index, grad * z) if needs[1] else None
+        grad_shift = grad.new_zeros(table_shape).index_add_(0, index, grad) if needs[2] else None
+        return grad_z, grad_scale, grad_shift, None

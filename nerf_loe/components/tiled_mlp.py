@@ -18,7 +18,7 @@ from jaxtyping import Float
 from torch import Tensor, nn
 
 from nerf_loe.components.routing import Routes
-from nerf_loe.components.tiled_linear import TiledLinear
+from nerf_loe.components.tiled_linear import ResidualForm, TiledLinear
 from nerf_loe.components.tiling import Tiling
 
 Activation = Literal["relu", "leaky_relu"]
@@ -44,6 +44,7 @@ class TiledMLP(nn.Module):
         residual_banks: bool = False,
         residual_scale: float = 1.0,
         init: Init = "kaiming",
+        residual_form: ResidualForm = "full",
     ) -> None:
         super().__init__()
         self.tiling = tiling
@@ -51,7 +52,15 @@ class TiledMLP(nn.Module):
         slope = 0.0 if activation == "relu" else LEAKY_SLOPE
         gain = nn.init.calculate_gain("leaky_relu", slope) if init == "kaiming" else None
         self.layers = nn.ModuleList(
-            TiledLinear(widths[i], widths[i + 1], tiling.num_banks(i), residual_banks, residual_scale, gain)
+            TiledLinear(
+                widths[i],
+                widths[i + 1],
+                tiling.num_banks(i),
+                residual_banks,
+                residual_scale,
+                gain,
+                residual_form,
+            )
             for i in range(tiling.num_layers)
         )
         self.output = nn.Linear(hidden_dim, out_dim)
@@ -70,15 +79,16 @@ class TiledMLP(nn.Module):
         shared: dict[tuple, tuple] = {}
         layout: Routes | None = None  # the layout h is in (None: sample order)
         for i, layer in enumerate(self.layers):
+            routed = layer.form == "full"  # modulated banks look up per sample, in sample order
             key = (self.tiling.bank_counts[i], self.tiling.scale_values[i])
             if key not in shared:  # layers with the same tiling share one sort (e.g. partitions)
                 selection = self.tiling.select(x, i)
-                routes = [Routes(index, layer.num_banks) for index in selection.index]
+                routes = [Routes(index, layer.num_banks) for index in selection.index] if routed else []
                 shared[key] = (selection, routes)
             selection, routes = shared[key]
             # nearest blending: h stays in this layer's layout until the last tiled layer
             last = i == len(self.layers) - 1
-            target = routes[0] if selection.weight is None and not last else None
+            target = routes[0] if routes and selection.weight is None and not last else None
             h = self.activation(layer(h, selection, routes, layout, target))
             layout = target
         return self.output(h)
@@ -121,7 +131,7 @@ class TiledMLP(nn.Module):
     def macs_per_sample(self) -> int:
         """Multiply-accumulates per sample (linear blending mixes 2^d banks)."""
         corners = 2**self.tiling.dim if self.tiling.blending == "linear" else 1
-        tiled = sum(layer.in_features * layer.out_features for layer in self.layers) * corners
+        tiled = sum(layer.macs_per_sample(corners) for layer in self.layers)
         return tiled + self.output.in_features * self.output.out_features
 
 

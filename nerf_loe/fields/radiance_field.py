@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from nerf_loe.components.frequency_mask import FrequencyMask
 from nerf_loe.components.normalization import UnitBoxNormalizer
+from nerf_loe.components.tiled_linear import ResidualForm
 from nerf_loe.components.tiled_mlp import Activation, Init, TiledMLP
 from nerf_loe.components.tiling import Tiling
 
@@ -37,7 +38,8 @@ class LoETrunk(nn.Module):
         out_dim: 1 (raw density) + the geometry feature.
         hidden_dim: width.
         num_frequencies: positional-encoding frequencies.
-        residual_banks, residual_scale: see :class:`~nerf_loe.components.tiled_linear.TiledLinear`.
+        residual_banks, residual_scale, residual_form: see
+            :class:`~nerf_loe.components.tiled_linear.TiledLinear` (its ``residual``, ``form``).
         init: see :class:`~nerf_loe.components.tiled_mlp.TiledMLP`.
         frequency_mask: FreeNeRF's release of the encoding's frequencies
             (:class:`~nerf_loe.components.frequency_mask.FrequencyMask`; the model sets its
@@ -55,6 +57,7 @@ class LoETrunk(nn.Module):
         residual_scale: float = 1.0,
         frequency_mask: bool = False,
         init: Init = "kaiming",
+        residual_form: ResidualForm = "full",
     ) -> None:
         super().__init__()
         self.frequency_mask = FrequencyMask(tiling.dim, num_frequencies) if frequency_mask else None
@@ -77,6 +80,7 @@ class LoETrunk(nn.Module):
             residual_banks=residual_banks,
             residual_scale=residual_scale,
             init=init,
+            residual_form=residual_form,
         )
 
     def forward(self, x: Float[Tensor, "n d"]) -> Float[Tensor, "n o"]:

@@ -14,6 +14,7 @@ import torch
 from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes, TrainingCallbackLocation
 from torch import Tensor, nn
 
+from nerf_loe.components.tiled_linear import ResidualForm
 from nerf_loe.components.tiled_mlp import Activation, Init
 from nerf_loe.components.tiling import Blending, Tiling, TilingLayout, parse_counts
 from nerf_loe.errors import ConfigError
@@ -45,6 +46,11 @@ class LoEModelConfig(FieldModelConfig):
     residual_scale: float = 1.0
     """With residual_banks: bank j's weight is shared + residual_scale * residual_j; under Adam this
     is the residuals' learning rate relative to the shared matrix's."""
+    residual_form: ResidualForm = "full"
+    """With residual_banks: full (bank j's weight is shared + residual_scale * R_j, any matrix; each
+    bank's samples take their own product) or modulated (bank j scales the shared matrix's rows by
+    1 + residual_scale * g_j and shifts the bias by residual_scale * c_j: one dense product for
+    every sample and a lookup, no routing)."""
     residual_penalty_mult: float = 0.0
     """Weight of the residuals' size (with residual_banks), the sum over tiled layers of the mean
     squared stored residual ``R`` (the weight offset is ``residual_scale * R``), as if in the loss;
@@ -61,6 +67,13 @@ class LoEModelConfig(FieldModelConfig):
             raise ConfigError(f"--pipeline.model.init {self.init!r}: choose {' or '.join(get_args(Init))}")
         if self.hidden_dim < 1 or self.num_frequencies < 1:
             raise ConfigError("--pipeline.model.hidden-dim and num-frequencies must be >= 1")
+        form = self.residual_form
+        if form not in get_args(ResidualForm):
+            raise ConfigError(f"--pipeline.model.residual-form {form!r}: choose full or modulated")
+        if form == "modulated" and not self.residual_banks:
+            raise ConfigError(
+                "--pipeline.model.residual-form modulated needs --pipeline.model.residual-banks True"
+            )
         if self.residual_release_step < 0 or (self.residual_release_step > 0 and not self.residual_banks):
             raise ConfigError(
                 "--pipeline.model.residual-release-step must be >= 0, and > 0 only with residual-banks"
@@ -83,6 +96,7 @@ class LoEModelConfig(FieldModelConfig):
             residual_scale=self.residual_scale,
             frequency_mask=self.frequency_reg_fraction > 0,
             init=self.init,
+            residual_form=self.residual_form,
         )
 
 
