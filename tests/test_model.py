@@ -209,11 +209,12 @@ def test_each_method_trains_with_its_documented_distortion_weight(spec, mult):
     assert spec.config.pipeline.model.distortion_loss_mult == mult
 
 
-def test_residual_penalty_trains_through_the_gradient_and_is_logged():
+@pytest.mark.parametrize("form", ["full", "modulated"])
+def test_residual_penalty_trains_through_the_gradient_and_is_logged(form):
     """loe-nerf's residual penalty is applied as weight decay (not a loss term): a backward pass
     whose loss carries no gradient leaves each residual the penalty's own, 2 m R / R.numel(), and
-    the penalty's value is logged as a metric."""
-    model = _model(residual_banks=True, residual_scale=0.1, residual_penalty_mult=2.0)
+    the penalty's value is logged as a metric (for modulated banks R is each bank's (g, c))."""
+    model = _model(residual_banks=True, residual_scale=0.1, residual_penalty_mult=2.0, residual_form=form)
     layers = model.field.trunk.mlp.layers
     with torch.no_grad():
         for layer in layers:

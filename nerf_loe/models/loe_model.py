@@ -53,8 +53,9 @@ class LoEModelConfig(FieldModelConfig):
     every sample and a lookup, no routing)."""
     residual_penalty_mult: float = 0.0
     """Weight of the residuals' size (with residual_banks), the sum over tiled layers of the mean
-    squared stored residual ``R`` (the weight offset is ``residual_scale * R``), as if in the loss;
-    applied through the gradient (L2 weight decay; logged as the metric ``residual_penalty``)."""
+    squared stored residual ``R`` (full banks: the weight offset is ``residual_scale * R``; modulated
+    ones: each bank's ``(g, c)``), as if in the loss; applied through the gradient (L2 weight decay;
+    logged as the metric ``residual_penalty``)."""
     residual_release_step: int = 0
     """With residual_banks: the residuals are used and trained from this training step on; before
     it every layer is its shared matrix, a plain MLP at the MLP's speed (no routing). 0: from the
