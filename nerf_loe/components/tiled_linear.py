@@ -24,7 +24,7 @@ to the shared matrix's. Two forms of residual:
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 from jaxtyping import Float
@@ -52,7 +52,7 @@ class TiledLinear(nn.Module):
         form: ResidualForm = "full",
     ) -> None:
         super().__init__()
-        if form not in ("full", "modulated"):
+        if form not in get_args(ResidualForm):
             raise ConfigError(f"residual form {form!r}: choose full or modulated")
         if form == "modulated" and not residual:
             raise ConfigError("modulated banks are residuals of a shared matrix: they need residual banks")
