@@ -104,26 +104,17 @@ def main() -> None:
     torch.manual_seed(0)
     loe = loe_nerf.config.pipeline.model
     banks = parse_counts(loe.banks, "loe-nerf's banks")
+
+    def loe_trunk(**banks_as: object) -> TiledMLP:
+        """loe-nerf's trunk, its residual banks as configured unless ``banks_as`` says otherwise."""
+        options = {"residual_banks": loe.residual_banks, "residual_scale": loe.residual_scale} | banks_as
+        return TiledMLP(args.features, args.hidden, 16, Tiling(banks), **options)
+
     trunks = {
         "mlp": TiledMLP(args.features, args.hidden, 16, Tiling([(1, 1, 1)] * len(banks))),
-        "loe": TiledMLP(
-            args.features,
-            args.hidden,
-            16,
-            Tiling(banks),
-            residual_banks=loe.residual_banks,
-            residual_scale=loe.residual_scale,
-        ),
+        "loe": loe_trunk(),
+        "loe modulated": loe_trunk(residual_banks=True, residual_form="modulated"),
     }
-    trunks["loe modulated"] = TiledMLP(
-        args.features,
-        args.hidden,
-        16,
-        Tiling(banks),
-        residual_banks=True,
-        residual_scale=loe.residual_scale,
-        residual_form="modulated",
-    )
     trunks = {k: v.to(args.device) for k, v in trunks.items()}
     if loe.penalised:
         for name in ("loe", "loe modulated"):
