@@ -23,9 +23,15 @@ loe_nerf = MethodSpecification(
     # 0.12 dB on 2e-3 (lamppost +1.03, quilt1 +0.82; chess2 -0.27; results/lr_sweep_1000_cpu.md)
     # Residual penalty 10: at 1000 steps it lifts the scenes where loe-nerf trailed its MLP (chess2
     # +0.51, quilt1 +0.58 dB) and leaves none lower by more than 0.01 (training_profile_*_penalty10).
+    # Banks released at step 1000 (before it the trunk is the plain MLP, at the MLP's speed): at
+    # 300 s on the five benchmark scenes above loe-nerf with banks from the start on nine of ten
+    # scene-seeds and level on the tenth (loe_release1000_fivescene_300s_seed43.md, seed 42:
+    # loe_release1000_{three,two}_scenes.md).
     config=trainer_config(
         "loe-nerf",
-        LoEModelConfig(residual_banks=True, residual_scale=0.1, residual_penalty_mult=10.0),
+        LoEModelConfig(
+            residual_banks=True, residual_scale=0.1, residual_penalty_mult=10.0, residual_release_step=1000
+        ),
         lr=4e-3,
         lr_warmup_steps=0,
     ),

@@ -33,7 +33,8 @@ class DemoArgs:
     data: Path = Path("data")
     """Cache folder for the scene and the run."""
     method: str = "loe-nerf"
-    steps: int = 1000
+    steps: int = 2000
+    """Training steps: loe-nerf's banks act from step 1000 on (before it the trunk is its MLP)."""
     rays_per_batch: int = 1024
     turntable_frames: int = 60
     mesh_resolution: int = 160

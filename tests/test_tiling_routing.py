@@ -523,8 +523,12 @@ def test_loe_model_releases_its_residuals_at_the_configured_step():
             callback.run_callback_at_location(step, TrainingCallbackLocation.BEFORE_TRAIN_ITERATION)
         states.append(bool(released))
     assert states == [False, False, True, True]
-    with pytest.raises(ConfigError, match="only with residual-banks"):
+    with pytest.raises(
+        ConfigError, match="residual-banks False.*add --pipeline.model.residual-release-step 0"
+    ):
         LoEModelConfig(residual_banks=False, residual_release_step=5)
+    with pytest.raises(ConfigError, match="must be >= 0"):
+        LoEModelConfig(residual_banks=True, residual_release_step=-1)
 
 
 def test_residual_scale_multiplies_the_residual_a_sample_sees():

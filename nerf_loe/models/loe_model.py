@@ -59,7 +59,7 @@ class LoEModelConfig(FieldModelConfig):
     residual_release_step: int = 0
     """With residual_banks: the residuals are used and trained from this training step on; before
     it every layer is its shared matrix, a plain MLP at the MLP's speed (no routing). 0: from the
-    start."""
+    start (loe-nerf: 1000)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -75,9 +75,13 @@ class LoEModelConfig(FieldModelConfig):
             raise ConfigError(
                 "--pipeline.model.residual-form modulated needs --pipeline.model.residual-banks True"
             )
-        if self.residual_release_step < 0 or (self.residual_release_step > 0 and not self.residual_banks):
+        if self.residual_release_step < 0:
+            raise ConfigError("--pipeline.model.residual-release-step must be >= 0")
+        if self.residual_release_step > 0 and not self.residual_banks:
             raise ConfigError(
-                "--pipeline.model.residual-release-step must be >= 0, and > 0 only with residual-banks"
+                f"--pipeline.model.residual-release-step {self.residual_release_step} trains a shared "
+                "matrix first, which independent banks (--pipeline.model.residual-banks False) lack: "
+                "add --pipeline.model.residual-release-step 0"
             )
 
     @property
