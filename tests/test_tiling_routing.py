@@ -504,8 +504,11 @@ def test_unreleased_residual_banks_are_the_plain_mlp_and_train_no_residual():
 
 
 def test_loe_model_releases_its_residuals_at_the_configured_step():
+    from types import SimpleNamespace
+
     from nerfstudio.data.scene_box import SceneBox
     from nerfstudio.engine.callbacks import TrainingCallbackAttributes, TrainingCallbackLocation
+    from nerfstudio.utils.rich_utils import CONSOLE
 
     from nerf_loe.models.loe_model import LoEModelConfig
 
@@ -523,6 +526,12 @@ def test_loe_model_releases_its_residuals_at_the_configured_step():
             callback.run_callback_at_location(step, TrainingCallbackLocation.BEFORE_TRAIN_ITERATION)
         states.append(bool(released))
     assert states == [False, False, True, True]
+    # a run that ends before the release is told it trains the plain MLP
+    for steps, told in ((5, True), (6, False)):
+        trainer = SimpleNamespace(config=SimpleNamespace(max_num_iterations=steps))
+        with CONSOLE.capture() as captured:
+            model.get_training_callbacks(TrainingCallbackAttributes(None, None, None, trainer))
+        assert ("trains the plain MLP throughout" in " ".join(captured.get().split())) == told
     with pytest.raises(
         ConfigError, match="residual-banks False.*add --pipeline.model.residual-release-step 0"
     ):

@@ -12,6 +12,7 @@ from typing import get_args
 
 import torch
 from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes, TrainingCallbackLocation
+from nerfstudio.utils.rich_utils import CONSOLE
 from torch import Tensor, nn
 
 from nerf_loe.components.tiled_linear import ResidualForm
@@ -127,6 +128,14 @@ class LoEModel(FieldModel):
         if self.config.residual_release_step > 0:
             released = self.field.trunk.mlp.released
             release_step = self.config.residual_release_step
+            trainer = attributes.trainer
+            if trainer is not None and trainer.config.max_num_iterations <= release_step:
+                CONSOLE.print(
+                    f"[yellow]The banks act from step {release_step} "
+                    f"(--pipeline.model.residual-release-step), past this run's "
+                    f"{trainer.config.max_num_iterations} steps: it trains the plain MLP throughout. "
+                    "Pass a smaller release step to train the banks."
+                )
 
             def release_banks(step: int) -> None:
                 released.fill_(step >= release_step)
