@@ -470,7 +470,8 @@ def test_sparse_view_fits_get_freenerf_by_view_count_and_the_margin_over_the_bes
     mlp = method_args(args, "mlp-nerf", 6, checkpoint)
     assert mlp.set == ("frequency_reg_fraction=0.7", "occlusion_reg_mult=0.01")
     assert (mlp.max_steps, mlp.eval_steps, mlp.train_views) == (900, (10, 300, 600), 3)
-    assert method_args(args, "loe-nerf", 3, checkpoint).set[0] == "frequency_reg_fraction=0.9"
+    loe = method_args(args, "loe-nerf", 3, checkpoint).set
+    assert loe[0] == "frequency_reg_fraction=0.9" and loe[-1] == "residual_release_step=0"  # banks act
     nid = method_args(args, "nid-nerf", 9, checkpoint)
     assert nid.set == (f"dictionary={checkpoint.resolve()}",) and nid.max_steps == 300
     assert nid.eval_steps == (10,)  # the last evaluation is the final one

@@ -148,6 +148,12 @@ def overrides_for(method: str, overrides: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(chosen)
 
 
+def banks_from_start(method: str) -> tuple[str, ...]:
+    """The ``--set`` item that makes loe-nerf's banks act from the start, for benchmarks whose short
+    fits would otherwise end before its release (step 1000) and train its MLP; none for the rest."""
+    return ("residual_release_step=0",) if method == "loe-nerf" else ()
+
+
 def _qualifier(item: str) -> str | None:
     """The method a ``--set`` item names (``<method>:key=value``), None for an unqualified one."""
     qualifier, _, rest = item.partition(":")

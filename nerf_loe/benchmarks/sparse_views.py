@@ -32,6 +32,7 @@ from nerf_loe.benchmarks.methods import (
     RESULTS,
     BenchmarkArgs,
     MethodResult,
+    banks_from_start,
     load_run,
     run_method,
     run_store,
@@ -142,7 +143,7 @@ def method_args(args: SparseViewArgs, method: str, views: int, dictionary: Path)
         overrides = (
             f"frequency_reg_fraction={FREENERF_FRACTION[views]}",
             f"occlusion_reg_mult={args.occlusion_reg_mult}",
-        )
+        ) + banks_from_start(method)
     steps = args.nid_steps if method.startswith("nid") else args.steps
     return BenchmarkArgs(
         methods=(method,),

@@ -29,6 +29,7 @@ from nerf_loe.benchmarks import beside, in_fresh_process, report_head, save_repo
 from nerf_loe.benchmarks.methods import (
     RESULTS,
     BenchmarkArgs,
+    banks_from_start,
     evaluate,
     method_config_key,
     setup_trainer,
@@ -91,7 +92,7 @@ class Run:
 
 def _run(method: str, variant: str, seed: int, target: float | None, args: TeachingBenchmarkArgs) -> Run:
     """Train one run in this process (the worker of :func:`main`)."""
-    overrides = args.set + VARIANTS[variant]
+    overrides = args.set + VARIANTS[variant] + banks_from_start(method)
     if variant != "uniform":
         overrides += (f"datamanager.teaching.total_steps={args.steps}", f"datamanager.teaching.seed={seed}")
     bench = BenchmarkArgs(
