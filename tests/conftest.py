@@ -32,8 +32,8 @@ def trained_run(tiny_scene, tmp_path_factory) -> Path:
     """The config of loe-nerf trained 400 steps on the tiny scene through ``ns-train``, its banks
     released at step 200, shared by the tests that only read a trained run (exports, renders, the
     viewer)."""
-    from test_end_to_end import train
+    from test_end_to_end import release_banks_at, train
 
     out = tmp_path_factory.mktemp("trained_run")
-    train("loe-nerf", tiny_scene, out, "run", 400, options=["--pipeline.model.residual-release-step", "200"])
+    train("loe-nerf", tiny_scene, out, "run", 400, options=release_banks_at(200))
     return out / "unnamed" / "loe-nerf" / "run" / "config.yml"

@@ -35,9 +35,16 @@ NID_OPTIONS = [
     "20",
 ]
 FIRST_STEPS, MORE_STEPS = 10, 200
-#: per-method options: loe-nerf releases its banks within the resumed run (its default, step 1000,
-#: lies past these runs)
-OPTIONS = {"loe-nerf": ["--pipeline.model.residual-release-step", "100"]}
+
+
+def release_banks_at(step: int) -> list[str]:
+    """ns-train options that release loe-nerf's banks at ``step`` (its default, step 1000, lies past
+    the tests' short runs)."""
+    return ["--pipeline.model.residual-release-step", str(step)]
+
+
+#: per-method options: loe-nerf releases its banks within the resumed run
+OPTIONS = {"loe-nerf": release_banks_at(100)}
 
 
 def run(cmd: list[str]) -> str:
