@@ -65,6 +65,20 @@ def _wait_for_change(page, before: np.ndarray | None, timeout: float, min_std: f
     return picture
 
 
+def _output_options(page, wanted: set[str], timeout: float) -> list[str]:
+    """Open the "Output type" dropdown and return its options once ``wanted`` are among them (or at
+    ``timeout``): the viewer fills the list from the first render's outputs, and that message can
+    reach the page after the render's picture. The dropdown is left open."""
+    deadline = time.monotonic() + timeout
+    while True:
+        page.get_by_label("Output type").click()
+        options = page.get_by_role("option").all_inner_texts()
+        if wanted <= set(options) or time.monotonic() > deadline:
+            return options
+        page.keyboard.press("Escape")
+        time.sleep(1.0)
+
+
 @pytest.fixture(scope="module")
 def viewer_url(trained_run, tmp_path_factory):
     if not Path(CHROMIUM).exists():
@@ -109,9 +123,9 @@ def test_viewer_renders_offers_our_outputs_switches_to_the_bank_map_and_shows_th
         page.screenshot(path=str(ARTIFACTS / "viewer_rgb.png"))
         assert rgb.std() > 8.0, "the render area stayed blank"
 
-        page.get_by_label("Output type").click()
-        options = page.get_by_role("option").all_inner_texts()
-        assert {"rgb", "depth", "accumulation", "bank_map"} <= set(options), options
+        wanted = {"rgb", "depth", "accumulation", "bank_map"}
+        options = _output_options(page, wanted, timeout=60)
+        assert wanted <= set(options), options
         page.get_by_role("option", name="bank_map", exact=True).click()
         bank_map = _wait_for_change(page, rgb, timeout=180)
         page.screenshot(path=str(ARTIFACTS / "viewer_bank_map.png"))
