@@ -230,57 +230,6 @@ def test_residual_penalty_trains_through_the_gradient_and_is_logged(form):
         torch.testing.assert_close(layer.weight.grad, 4.0 * layer.weight.detach() / layer.weight.numel())
 
 
-def test_residual_penalty_weight_follows_the_training_pixels():
-    """``residual_penalty_pixels`` P: on N training pixels the weight is ``mult x P / N``
-    (hand-computed: 10 x 390,000 / 5,250,000); 0, or data of unknown size, keeps ``mult``; no
-    residual banks, no penalty; negative values are refused."""
-    config = LoEModelConfig(residual_banks=True, residual_penalty_mult=10.0, residual_penalty_pixels=390_000)
-    assert config.penalty_weight(5_250_000) == pytest.approx(0.742857, rel=1e-5)
-    assert config.penalty_weight(390_000) == pytest.approx(10.0)
-    assert config.penalty_weight(None) == 10.0
-    assert LoEModelConfig(residual_banks=True, residual_penalty_mult=10.0).penalty_weight(5_250_000) == 10.0
-    assert (
-        LoEModelConfig(residual_penalty_mult=10.0, residual_penalty_pixels=390_000).penalty_weight(1) == 0.0
-    )
-    with pytest.raises(ConfigError, match="residual-penalty-pixels must be >= 0"):
-        LoEModelConfig(residual_banks=True, residual_penalty_pixels=-1)
-
-
-def test_residual_penalty_scales_with_the_datasets_pixels(tmp_path):
-    """End to end: the datamanager counts the training images' pixels (checked against the image
-    files themselves) and the model decays its residuals by ``mult x P / N`` accordingly."""
-    from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
-    from PIL import Image
-
-    from nerf_loe.data.procedural import ProceduralSceneConfig, generate_procedural
-
-    scene_config = ProceduralSceneConfig(
-        seed=1, num_objects=2, width=20, height=12, num_views=6, supersample=1
-    )
-    scene = generate_procedural(scene_config, tmp_path / "scene", show_progress=False)
-    parser = NerfstudioDataParserConfig(data=scene)
-    datamanager = ValidatedDataManagerConfig(dataparser=parser).setup(device="cpu", test_mode="test")
-    dataset = datamanager.train_dataset
-    pixels = sum(w * h for w, h in (Image.open(f).size for f in dataset.image_filenames))
-    assert 0 < len(dataset) < 6 and pixels == len(dataset) * 20 * 12  # the test views are not counted
-    assert dataset.metadata["train_pixels"] == pixels
-    config = LoEModelConfig(
-        banks=("2x2x2",),
-        hidden_dim=8,
-        residual_banks=True,
-        residual_penalty_mult=6.0,
-        residual_penalty_pixels=240,
-    )
-    model = config.setup(scene_box=dataset.scene_box, num_train_data=len(dataset), metadata=dataset.metadata)
-    weight = 6.0 / len(dataset)  # P is one view's pixels
-    assert model.residual_penalty_weight == pytest.approx(weight)
-    layer = model.field.trunk.mlp.layers[0]
-    with torch.no_grad():
-        layer.weight.normal_()
-    (0.0 * model.field.trunk.mlp.residual_penalty()).backward()
-    torch.testing.assert_close(layer.weight.grad, 2 * weight * layer.weight.detach() / layer.weight.numel())
-
-
 def test_residual_penalty_refuses_mixed_precision():
     """The penalty acts on the gradient, which a grad scaler would scale: said, not silently weakened."""
     from nerfstudio.engine.callbacks import TrainingCallbackAttributes

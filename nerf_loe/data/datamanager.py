@@ -1,7 +1,7 @@
 """nerfstudio's VanillaDataManager with the dataset validated before anything is read, what the
 training images and cameras show measured for the model (``metadata["backdrop"]``,
 ``["alpha_rule"]``, ``["scene_extent"]``, ``["camera_positions"]``, ``["camera_directions"]``,
-``["train_pixels"]``, ``["family"]``), and optional
+``["family"]``), and optional
 error-driven ray selection (``teaching``)."""
 
 from __future__ import annotations
@@ -47,8 +47,7 @@ class ValidatedDataManager(VanillaDataManager[InputDataset]):
     training dataset's metadata (which the pipeline passes to the model) gains ``backdrop``, the
     plain backdrop colour of its images or None, ``alpha_rule``, how to train on their alpha channel
     (both :mod:`nerf_loe.data.backdrop`), ``scene_extent``, the extent and its reason
-    (:mod:`nerf_loe.data.extent`), the training cameras' positions and viewing directions, and their
-    pixel count (``train_pixels``)."""
+    (:mod:`nerf_loe.data.extent`), and the training cameras' positions and viewing directions."""
 
     def __init__(
         self,
@@ -73,7 +72,6 @@ class ValidatedDataManager(VanillaDataManager[InputDataset]):
         poses = dataset.cameras.camera_to_worlds.detach().cpu()
         dataset.metadata["camera_positions"] = poses[:, :3, 3]
         dataset.metadata["camera_directions"] = -poses[:, :3, 2]  # nerfstudio cameras look down -z
-        dataset.metadata["train_pixels"] = int((dataset.cameras.width * dataset.cameras.height).sum())
         if "family" not in dataset.metadata:  # a collection's dataparser names it already
             dataset.metadata["family"] = dataset_family(config.dataparser.data)
         self.teaching: TeachingPixelSampler | None = None

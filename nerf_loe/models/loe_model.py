@@ -57,11 +57,6 @@ class LoEModelConfig(FieldModelConfig):
     squared stored residual ``R`` (full banks: the weight offset is ``residual_scale * R``; modulated
     ones: each bank's ``(g, c)``), as if in the loss; applied through the gradient (L2 weight decay;
     logged as the metric ``residual_penalty``)."""
-    residual_penalty_pixels: int = 0
-    """With residual_penalty_mult: the training pixels at which the penalty takes that weight. A run
-    on N training pixels takes ``residual_penalty_mult x residual_penalty_pixels / N``: a prior's
-    weight in the per-pixel mean loss falls as the data grows, so the banks are held where few rays
-    constrain them and specialise where many do. 0: the weight as given, whatever the data."""
     residual_release_step: int = 0
     """With residual_banks: the residuals are used and trained from this training step on; before
     it every layer is its shared matrix, a plain MLP at the MLP's speed (no routing). 0: from the
@@ -83,10 +78,6 @@ class LoEModelConfig(FieldModelConfig):
             )
         if self.residual_release_step < 0:
             raise ConfigError("--pipeline.model.residual-release-step must be >= 0")
-        if self.residual_penalty_mult < 0 or self.residual_penalty_pixels < 0:
-            raise ConfigError(
-                "--pipeline.model.residual-penalty-mult and residual-penalty-pixels must be >= 0"
-            )
         if self.residual_release_step > 0 and not self.residual_banks:
             raise ConfigError(
                 f"--pipeline.model.residual-release-step {self.residual_release_step} trains a shared "
@@ -98,15 +89,6 @@ class LoEModelConfig(FieldModelConfig):
     def penalised(self) -> bool:
         """Whether the residual penalty acts (residual banks and a positive weight)."""
         return self.residual_banks and self.residual_penalty_mult > 0
-
-    def penalty_weight(self, train_pixels: int | None) -> float:
-        """The residual penalty's weight on training data of ``train_pixels`` pixels (see
-        ``residual_penalty_pixels``; None, data unknown: the weight as given)."""
-        if not self.penalised:
-            return 0.0
-        if self.residual_penalty_pixels == 0 or train_pixels is None:
-            return self.residual_penalty_mult
-        return self.residual_penalty_mult * self.residual_penalty_pixels / train_pixels
 
     def make_trunk(self, out_dim: int, metadata: dict) -> nn.Module:
         tiling = Tiling(parse_counts(self.banks, "--pipeline.model.banks"), self.tiling, self.blending)
@@ -132,14 +114,12 @@ class LoEModel(FieldModel):
     def populate_modules(self) -> None:
         super().populate_modules()
         self.field.trunk.mlp.released.fill_(self.config.residual_release_step == 0)
-        train_pixels = (self.kwargs.get("metadata") or {}).get("train_pixels")
-        self.residual_penalty_weight = self.config.penalty_weight(train_pixels)  # on this run's data
-        if self.residual_penalty_weight > 0:
-            self.field.trunk.mlp.decay_residuals(self.residual_penalty_weight)
+        if self.config.penalised:
+            self.field.trunk.mlp.decay_residuals(self.config.residual_penalty_mult)
 
     def get_training_callbacks(self, attributes: TrainingCallbackAttributes) -> list[TrainingCallback]:
         scaler = attributes.grad_scaler
-        if self.residual_penalty_weight > 0 and scaler is not None and scaler.is_enabled():
+        if self.config.penalised and scaler is not None and scaler.is_enabled():
             raise ConfigError(
                 "--pipeline.model.residual-penalty-mult acts on the gradient, which mixed precision "
                 "scales: train with --mixed-precision False (loe-nerf's default) or set the penalty to 0"
@@ -169,8 +149,8 @@ class LoEModel(FieldModel):
         """With the residual penalty: its value (in the gradient, not the loss: see
         :meth:`~nerf_loe.components.tiled_mlp.TiledMLP.decay_residuals`)."""
         metrics = super().get_metrics_dict(outputs, batch)
-        if self.residual_penalty_weight > 0:
+        if self.config.penalised:
             with torch.no_grad():
                 penalty = self.field.trunk.mlp.residual_penalty()
-            metrics["residual_penalty"] = self.residual_penalty_weight * penalty
+            metrics["residual_penalty"] = self.config.residual_penalty_mult * penalty
         return metrics
