@@ -26,7 +26,10 @@ loe_nerf = MethodSpecification(
     # five scenes: at 600 s median -0.08 dB, worst -0.38, against -0.14 / -0.54 with it; at 4000
     # steps worst -0.16 against -0.72 (loe_penalty0_mlp_fivescene_600s_seed43.md against
     # loe_mlp_fivescene_600s_seed43.md); 200 views, 20,000 steps: +0.49 dB against +0.12
-    # (methods_cpu_200x150_200views_scale05_20000steps{_penalty0,}.md).
+    # (methods_cpu_200x150_200views_scale05_20000steps{_penalty0,}.md). It does hold lamppost with
+    # seed 44 (+0.42 dB against -0.95 at 4000 steps), but over the 60-view scene-seeds measured both
+    # ways the two are level (median -0.14 / -0.15 at 600 s), and at 200 views even a weight of 0.74
+    # held the banks (+0.05 over mlp-nerf at 10,000 steps against +0.45 without; results/LOG.md).
     # Banks released at step 1000 (before it the trunk is the plain MLP, at the MLP's speed): at
     # 300 s on the five benchmark scenes above it beat loe-nerf with banks from the start on nine of ten
     # scene-seeds and level on the tenth (loe_release1000_fivescene_300s_seed43.md, seed 42:
