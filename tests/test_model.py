@@ -178,6 +178,12 @@ def test_modulated_banks_without_residual_banks_are_a_config_error():
         LoEModelConfig(residual_banks=True, residual_form="diagonal")
 
 
+def test_negative_residual_penalty_is_a_config_error():
+    # without the check it silently trains with no penalty (penalised needs a positive weight)
+    with pytest.raises(ConfigError, match="residual-penalty-mult must be >= 0"):
+        LoEModelConfig(residual_banks=True, residual_penalty_mult=-1.0)
+
+
 def test_empty_ray_batches_are_config_errors():
     # without the checks: a reshape error deep in torch at the first step, or at evaluation
     with pytest.raises(ConfigError, match="eval-num-rays-per-chunk must be >= 1"):

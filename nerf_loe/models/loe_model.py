@@ -78,6 +78,8 @@ class LoEModelConfig(FieldModelConfig):
             )
         if self.residual_release_step < 0:
             raise ConfigError("--pipeline.model.residual-release-step must be >= 0")
+        if self.residual_penalty_mult < 0:  # a negative weight would silently mean no penalty
+            raise ConfigError("--pipeline.model.residual-penalty-mult must be >= 0")
         if self.residual_release_step > 0 and not self.residual_banks:
             raise ConfigError(
                 f"--pipeline.model.residual-release-step {self.residual_release_step} trains a shared "
